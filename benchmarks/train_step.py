@@ -1,0 +1,65 @@
+"""Train-step throughput of a config: images/s and ms/step (prints figures).
+
+  python benchmarks/train_step.py --config=configs/nats_cifar10.py \
+      --config.train.batch_size=256 --config.train.accum_steps=1 [--steps=20]
+
+Random uint8 images of the config's shape; the block is --block (default 0).
+Times steps after a warm-up (compilation excluded) with block_until_ready.
+"""
+
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+from bossnax import parallel  # noqa: E402
+from bossnax.config import parse_args  # noqa: E402
+from bossnax.spaces import make_space  # noqa: E402
+from bossnax.train import Trainer  # noqa: E402
+
+
+def main(argv):
+  config, flags = parse_args(argv, {'steps': '20', 'warmup': '3',
+                                    'block': '0'})
+  steps, warmup, block = (int(flags['steps']), int(flags['warmup']),
+                          int(flags['block']))
+  space = make_space(config.space)
+  mesh = parallel.make_mesh(config.num_devices)
+  trainer = Trainer(config, space, mesh, steps_per_epoch=1000)
+  t = config.train
+  state = trainer.start_block(trainer.init_state(0), block)
+  table = space.block_paths(block)
+  prefix = np.asarray(space.flatten(space.default_arch()))
+  key = jax.random.key(0)
+  rng = np.random.default_rng(0)
+  local = rng.integers(0, 255, (t.accum_steps, t.batch_size //
+                                jax.process_count(),
+                                *config.data.image_shape), np.uint8)
+  images = parallel.global_batch(mesh, local, batch_axis=1)
+  step = trainer.step_fn(block)
+  tic = time.perf_counter()
+  for _ in range(warmup):
+    state, m = step(state, images, key, table, prefix)
+  jax.block_until_ready(state)
+  compile_s = time.perf_counter() - tic
+  tic = time.perf_counter()
+  for _ in range(steps):
+    state, m = step(state, images, key, table, prefix)
+  jax.block_until_ready(state)
+  dt = (time.perf_counter() - tic) / steps
+  n = t.batch_size * t.accum_steps
+  print(f'device: {jax.devices()[0].device_kind} x{mesh.devices.size}')
+  print(f'space {space.name} block {block}: batch {n} '
+        f'({t.accum_steps} x {t.batch_size}), {t.paths_per_step} paths/step, '
+        f'dtype {config.dtype}')
+  print(f'warm-up (incl. compile) {compile_s:.1f} s; '
+        f'{dt * 1e3:.1f} ms/step, {n / dt:.0f} images/s, '
+        f'{n * t.paths_per_step / dt:.0f} image-paths/s')
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

@@ -1,0 +1,65 @@
+"""Orbax checkpoints of the run: a state pytree and a JSON meta per step.
+
+All processes call save and restore together (Orbax coordinates multi-host
+writes). A checkpoint that cannot be read (truncated, corrupt, or saved by a
+config whose state has another structure) is skipped with a warning and the
+previous one is used, so a crash during a save loses at most one interval.
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger('bossnax')
+import os
+
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+
+  def __init__(self, directory, max_to_keep=3):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                           create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                          item_names=('state', 'meta'))
+
+  def save(self, step, state, meta, force=False):
+    return self._manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      meta=ocp.args.JsonSave(meta)),
+        force=force)
+
+  def all_steps(self):
+    return sorted(self._manager.all_steps())
+
+  def restore_latest(self, template):
+    """(step, state, meta) of the newest readable checkpoint, or None.
+
+    `template`: the state's jax.ShapeDtypeStruct tree with shardings, so
+    arrays come back directly on the right devices.
+    """
+    steps = self.all_steps()
+    for step in reversed(steps):
+      try:
+        out = self._manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(template),
+            meta=ocp.args.JsonRestore()))
+        return step, out['state'], out['meta']
+      except Exception as e:  # any unreadable checkpoint: try the previous
+        first = (str(e).strip().splitlines() or [repr(e)])[0][:300]
+        log.warning('checkpoint at step %d in %s is unreadable or does '
+                        'not match the current config (%s); trying the '
+                        'previous one', step, self.directory, first)
+    if steps:
+      raise RuntimeError(
+          f'no checkpoint in {self.directory} can be read (steps {steps}): '
+          'delete that folder or use another --workdir')
+    return None
+
+  def wait(self):
+    self._manager.wait_until_finished()
+
+  def close(self):
+    self._manager.close()

@@ -1,0 +1,1 @@
+"""Data: sources (embedded, npz, tfds), per-host batches, augmentations."""

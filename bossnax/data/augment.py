@@ -1,0 +1,165 @@
+"""On-device augmentations in pure JAX (jit-able, stateless).
+
+Images come in as uint8 NHWC and leave as normalised float32. Every example
+draws its randomness from `jax.random.split(key, n)`, so the same key always
+gives the same views (the search relies on that for its fixed view pairs).
+
+Ops (a comma-separated `augment.ops`):
+  crop_flip  zero-pad by `pad`, random crop back, random horizontal flip
+             (the official BossNAS NATS views);
+  rrc        random resized crop (scale 0.08-1, ratio 3/4-4/3) to the input size;
+  flip       random horizontal flip;
+  color      colour jitter (brightness .4, contrast .4, saturation .2, hue .1)
+             with probability 0.8, in a fixed order;
+  gray       grayscale with probability 0.2;
+  blur       Gaussian blur, probability per view from `blur_prob`;
+  solarize   solarisation, probability per view from `solarize_prob`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+OPS = ('crop_flip', 'rrc', 'flip', 'color', 'gray', 'blur', 'solarize')
+
+
+def _per_example(fn):
+  """Lift fn(key, image) to fn(key, images) with one key per example."""
+  def batched(key, images, *args):
+    keys = jax.random.split(key, images.shape[0])
+    return jax.vmap(lambda k, x: fn(k, x, *args))(keys, images)
+  return batched
+
+
+def _flip(key, x):
+  return jnp.where(jax.random.bernoulli(key), x[:, ::-1], x)
+
+
+def _crop_flip(key, x, pad):
+  h, w, _ = x.shape
+  k1, k2, k3 = jax.random.split(key, 3)
+  padded = jnp.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+  dy = jax.random.randint(k1, (), 0, 2 * pad + 1)
+  dx = jax.random.randint(k2, (), 0, 2 * pad + 1)
+  crop = jax.lax.dynamic_slice(padded, (dy, dx, 0), x.shape)
+  return _flip(k3, crop)
+
+
+def _rrc(key, x, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """Random resized crop with a static output shape (scale_and_translate)."""
+  h, w, _ = x.shape
+  k1, k2, k3, k4 = jax.random.split(key, 4)
+  area = jax.random.uniform(k1, (), minval=scale[0], maxval=scale[1]) * h * w
+  log_r = jax.random.uniform(k2, (), minval=jnp.log(ratio[0]),
+                             maxval=jnp.log(ratio[1]))
+  r = jnp.exp(log_r)
+  cw = jnp.clip(jnp.sqrt(area * r), 1.0, w)
+  ch = jnp.clip(jnp.sqrt(area / r), 1.0, h)
+  y0 = jax.random.uniform(k3, ()) * (h - ch)
+  x0 = jax.random.uniform(k4, ()) * (w - cw)
+  s = jnp.array([h / ch, w / cw])
+  t = -jnp.array([y0, x0]) * s
+  return jax.image.scale_and_translate(x, x.shape, (0, 1), s, t, 'linear',
+                                       antialias=True)
+
+
+def _gray(x):
+  g = x @ jnp.array([0.299, 0.587, 0.114], x.dtype)
+  return jnp.broadcast_to(g[..., None], x.shape)
+
+
+def _color(key, x):
+  """BYOL's jitter on [0, 1] images, applied with probability 0.8."""
+  ks = jax.random.split(key, 5)
+  b = jax.random.uniform(ks[0], (), minval=0.6, maxval=1.4)
+  c = jax.random.uniform(ks[1], (), minval=0.6, maxval=1.4)
+  s = jax.random.uniform(ks[2], (), minval=0.8, maxval=1.2)
+  hue = jax.random.uniform(ks[3], (), minval=-0.1, maxval=0.1)
+  y = x * b
+  y = (y - y.mean()) * c + y.mean()
+  y = (y - _gray(y)) * s + _gray(y)
+  # Hue: rotate the chroma plane of YIQ by 2*pi*hue.
+  to_yiq = jnp.array([[0.299, 0.596, 0.211], [0.587, -0.274, -0.523],
+                      [0.114, -0.322, 0.312]], x.dtype)
+  yiq = y @ to_yiq
+  ang = 2 * jnp.pi * hue
+  rot = jnp.array([[1, 0, 0], [0, jnp.cos(ang), jnp.sin(ang)],
+                   [0, -jnp.sin(ang), jnp.cos(ang)]], x.dtype)
+  y = yiq @ rot @ jnp.linalg.inv(to_yiq)
+  y = jnp.clip(y, 0.0, 1.0)
+  return jnp.where(jax.random.bernoulli(ks[4], 0.8), y, x)
+
+
+def _gray_p(key, x):
+  return jnp.where(jax.random.bernoulli(key, 0.2), _gray(x), x)
+
+
+def _blur(key, x, prob):
+  k1, k2 = jax.random.split(key)
+  sigma = jax.random.uniform(k1, (), minval=0.1, maxval=2.0)
+  size = max(3, (x.shape[0] // 10) | 1)  # ~10% of the side, odd
+  r = jnp.arange(size) - size // 2
+  kern = jnp.exp(-(r ** 2) / (2 * sigma ** 2))
+  kern = kern / kern.sum()
+  pad = size // 2
+  y = jnp.pad(x, ((pad, pad), (0, 0), (0, 0)), mode='reflect')
+  y = sum(kern[i] * y[i:i + x.shape[0]] for i in range(size))
+  y = jnp.pad(y, ((0, 0), (pad, pad), (0, 0)), mode='reflect')
+  y = sum(kern[i] * y[:, i:i + x.shape[1]] for i in range(size))
+  return jnp.where(jax.random.bernoulli(k2, prob), y, x)
+
+
+def _solarize(key, x, prob):
+  y = jnp.where(x < 0.5, x, 1.0 - x)
+  return jnp.where(jax.random.bernoulli(key, prob), y, x)
+
+
+def normalize(x, mean, std):
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def eval_view(images, mean, std):
+  return normalize(images.astype(jnp.float32) / 255.0, mean, std)
+
+
+def make_view_fn(cfg):
+  """fn(key, images uint8 [N,H,W,C]) -> (view1, view2), float32 normalised."""
+  ops = [o.strip() for o in cfg.ops.split(',') if o.strip()]
+  bad = [o for o in ops if o not in OPS]
+  if bad:
+    raise ValueError(f'unknown augmentation {bad[0]!r} in augment.ops: use '
+                     f'a comma-separated list of {", ".join(OPS)}')
+  blur_p = tuple(cfg.get('blur_prob', (1.0, 0.1)))
+  sol_p = tuple(cfg.get('solarize_prob', (0.0, 0.2)))
+
+  def one_view(key, images, v):
+    x = images.astype(jnp.float32)
+    crop_in_uint8_range = True
+    for i, op in enumerate(ops):
+      k = jax.random.fold_in(key, i)
+      if op == 'crop_flip':
+        x = _per_example(_crop_flip)(k, x, cfg.pad)
+        continue
+      if crop_in_uint8_range:  # colour ops work on [0, 1]
+        x, crop_in_uint8_range = x / 255.0, False
+      if op == 'rrc':
+        x = _per_example(_rrc)(k, x)
+      elif op == 'flip':
+        x = _per_example(_flip)(k, x)
+      elif op == 'color':
+        x = _per_example(_color)(k, x)
+      elif op == 'gray':
+        x = _per_example(_gray_p)(k, x)
+      elif op == 'blur':
+        x = _per_example(_blur)(k, x, blur_p[v])
+      elif op == 'solarize':
+        x = _per_example(_solarize)(k, x, sol_p[v])
+    if crop_in_uint8_range:
+      x = x / 255.0
+    return normalize(x, cfg.mean, cfg.std)
+
+  def views(key, images):
+    k1, k2 = jax.random.split(key)
+    return one_view(k1, images, 0), one_view(k2, images, 1)
+  return views

@@ -1,0 +1,51 @@
+"""Print an architecture's cost as one JSON object.
+
+  python -m bossnax.describe --space=nats --arch=8:8:40:32:40
+  python -m bossnax.describe --space=hytra --arch=BossNet-T0 --resolution=224
+
+Spaces may add fields (e.g. a picture written with --picture=FILE.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import ml_collections
+
+from bossnax.spaces import NAMES, make_space
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(prog='python -m bossnax.describe',
+                                   description=__doc__.splitlines()[0])
+  parser.add_argument('--space', required=True, choices=NAMES)
+  parser.add_argument('--arch', required=True,
+                      help='a named architecture or the space\'s string form')
+  parser.add_argument('--resolution', type=int, default=None)
+  parser.add_argument('--num_classes', type=int, default=None)
+  parser.add_argument('--picture', default='',
+                      help='write a PNG of the architecture (if the space '
+                      'draws one)')
+  args = parser.parse_args(argv)
+  cfg = ml_collections.ConfigDict({'name': args.space})
+  if args.num_classes:
+    cfg.num_classes = args.num_classes
+  try:
+    space = make_space(cfg)
+    arch = space.parse(args.arch)
+    kw = {'resolution': args.resolution} if args.resolution else {}
+    out = space.describe(arch, **kw)
+    if args.picture:
+      space.draw(arch, args.picture)
+      out['picture'] = args.picture
+  except (ValueError, NotImplementedError) as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  print(json.dumps(out))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,243 @@
+"""Population-centre search (BossNAS Eq. 5-6), vectorised over paths.
+
+For block k, every candidate path p (after the chosen prefix) is scored on a
+fixed set of validation view pairs (v1, v2):
+
+  centre(v)  = mean_p  n(z_p^target(v))       (n = L2 normalisation; the
+                                               official code averages raw z)
+  score_p    = mean_x  [ L(q_p(v1), centre(v2)) + L(q_p(v2), centre(v1)) ]
+
+with L = 2 - 2cos (the training loss) and q_p the online prediction; lower is
+better. Before scoring, each path's batch-norm statistics (heads included)
+are recalibrated on one fixed training batch. All paths of a block run in one
+compiled pass: `lax.map` over chunks of `path_chunk` paths, vmapped inside a
+chunk, so memory is bounded by the chunk; the batch is sharded over devices.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bossnax import parallel, ssl
+from bossnax.data import augment
+
+
+def map_paths(fn, archs, chunk: int, batching: str = 'vmap'):
+  """fn(arch) -> pytree, over archs [P, L] in chunks; returns stacked [P, ...].
+
+  Pads P up to a multiple of `chunk` with copies of the last path and drops
+  the padded results.
+  """
+  num = archs.shape[0]
+  chunk = max(1, min(chunk, num))
+  pad = (-num) % chunk
+  if pad:
+    archs = jnp.concatenate([archs, jnp.repeat(archs[-1:], pad, 0)])
+  chunks = archs.reshape(-1, chunk, archs.shape[-1])
+  inner = jax.vmap(fn) if batching == 'vmap' else (
+      lambda a: jax.lax.map(fn, a))
+  if chunks.shape[0] == 1:  # no loop: XLA:CPU runs convs in loops slowly
+    out = jax.tree.map(lambda x: x[None], inner(chunks[0]))
+  else:
+    out = jax.lax.map(inner, chunks)
+  return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num], out)
+
+
+class Scorer:
+  """Scores every path of a block against the population centre."""
+
+  def __init__(self, config, space, model, mesh):
+    self.config = config
+    self.space = space
+    self.model = model
+    self.mesh = mesh
+    self.view_fn = augment.make_view_fn(config.augment)
+    self._fns = {}
+
+  # -- the pieces one path needs ----------------------------------------------
+  def _stats(self, params, stats, arch, calib, block):
+    """Batch statistics of one path recalibrated on the fixed batch."""
+    if not self.config.search.recalibrate_bn:
+      return stats
+    _, upd = self.model.apply({'params': params, 'batch_stats': stats}, calib,
+                              arch, block=block, mode='calibrate',
+                              mutable=['batch_stats'])
+    return upd['batch_stats']
+
+  def _apply(self, params, stats, x, arch, block):
+    return self.model.apply({'params': params, 'batch_stats': stats}, x, arch,
+                            block=block, mode='eval')
+
+  # -- vectorised pass ------------------------------------------------------------
+  def _calibrate_all(self, state, archs, calib, *, block):
+    s = self.config.search
+    def one(arch):
+      return (self._stats(state['params'], state['batch_stats'], arch, calib,
+                          block),
+              self._stats(state['target_params'], state['target_batch_stats'],
+                          arch, calib, block))
+    return map_paths(one, archs, s.path_chunk, self.space.path_batching)
+
+  def _losses(self, state, stats, archs, v1, v2, *, block):
+    """Per-path summed loss over this batch of view pairs: [P]."""
+    s = self.config.search
+    idx = jnp.arange(archs.shape[0])
+    chunk, batching = s.path_chunk, self.space.path_batching
+
+    def target(i):
+      st = jax.tree.map(lambda x: x[i], stats[1])
+      z1, _ = self._apply(state['target_params'], st, v1, archs[i], block)
+      z2, _ = self._apply(state['target_params'], st, v2, archs[i], block)
+      norm = ssl.normalize if s.centre == 'normalized' else (
+          lambda z: z.astype(jnp.float32))
+      return norm(z1), norm(z2)
+
+    def online(i, c1, c2):
+      st = jax.tree.map(lambda x: x[i], stats[0])
+      _, q1 = self._apply(state['params'], st, v1, archs[i], block)
+      _, q2 = self._apply(state['params'], st, v2, archs[i], block)
+      loss = ssl.regression_loss(q1, c2) + ssl.regression_loss(q2, c1)
+      return loss.sum()
+
+    z1, z2 = map_paths(target, idx[:, None], chunk, batching) if False else (
+        map_paths(lambda a: target(a[0]), idx[:, None], chunk, batching))
+    c1, c2 = z1.mean(0), z2.mean(0)
+    return map_paths(lambda a: online(a[0], c1, c2), idx[:, None], chunk,
+                     batching)
+
+  def _compiled(self, block):
+    if block not in self._fns:
+      rep = parallel.replicated(self.mesh)
+      data = parallel.batch_sharding(self.mesh)
+      calib = jax.jit(functools.partial(self._calibrate_all, block=block),
+                      in_shardings=(rep, rep, data), out_shardings=rep)
+      losses = jax.jit(functools.partial(self._losses, block=block),
+                       in_shardings=(rep, rep, rep, data, data),
+                       out_shardings=rep)
+      self._fns[block] = (calib, losses)
+    return self._fns[block]
+
+  # -- fixed inputs -----------------------------------------------------------------
+  def view_pairs(self, images: np.ndarray, batch_size: int):
+    """Fixed view pairs, batch by batch: same seed, same views every call."""
+    key = jax.random.split(jax.random.key(self.config.search.seed))[0]
+    n = images.shape[0] - images.shape[0] % batch_size
+    if n == 0:
+      raise ValueError(f'search needs at least search.batch_size='
+                       f'{batch_size} validation images, got '
+                       f'{images.shape[0]}: lower --config.search.batch_size')
+    for b, start in enumerate(range(0, n, batch_size)):
+      x = parallel.global_batch(self.mesh, images[start:start + batch_size])
+      yield self.view_fn(jax.random.fold_in(key, b), x)
+
+  def calib_input(self, images: np.ndarray):
+    """The fixed recalibration batch: both training views of fixed images."""
+    key = jax.random.split(jax.random.key(self.config.search.seed))[1]
+    x = parallel.global_batch(self.mesh, images)
+    v1, v2 = self.view_fn(key, x)
+    return jnp.concatenate([v1, v2])
+
+  def block_archs(self, block, prefix):
+    table = self.space.block_paths(block, self.space.unflatten(prefix)[:block])
+    archs = np.tile(np.asarray(prefix, np.int32)[None], (len(table), 1))
+    archs[:, self.space.block_slice(block)] = table
+    return table, archs
+
+  # -- entry points -----------------------------------------------------------------
+  def score_block(self, state, block, prefix, val_images, calib_images):
+    """(table [P, L_k], mean loss per path [P]) for block `block`."""
+    s = self.config.search
+    table, archs = self.block_archs(block, prefix)
+    calib_fn, loss_fn = self._compiled(block)
+    archs_dev = jnp.asarray(archs)
+    stats = calib_fn(state, archs_dev, self.calib_input(calib_images))
+    total, count = 0.0, 0
+    for v1, v2 in self.view_pairs(val_images, s.batch_size):
+      total = total + loss_fn(state, stats, archs_dev, v1, v2)
+      count += v1.shape[0]
+    return table, np.asarray(total) / count
+
+  def score_block_loop(self, state, block, prefix, val_images, calib_images):
+    """The same scores, one path at a time in Python (reference and
+    benchmark baseline)."""
+    s = self.config.search
+    table, archs = self.block_archs(block, prefix)
+    stats_fn = jax.jit(functools.partial(self._stats, block=block))
+    apply_fn = jax.jit(functools.partial(self._apply, block=block))
+    calib = self.calib_input(calib_images)
+    per_path = [(stats_fn(state['params'], state['batch_stats'], a, calib),
+                 stats_fn(state['target_params'], state['target_batch_stats'],
+                          a, calib)) for a in archs]
+    norm = ssl.normalize if s.centre == 'normalized' else (
+        lambda z: z.astype(jnp.float32))
+    totals = np.zeros(len(archs))
+    count = 0
+    for v1, v2 in self.view_pairs(val_images, s.batch_size):
+      zs1, zs2 = [], []
+      for a, (_, st) in zip(archs, per_path):
+        zs1.append(norm(apply_fn(state['target_params'], st, v1, a)[0]))
+        zs2.append(norm(apply_fn(state['target_params'], st, v2, a)[0]))
+      c1, c2 = sum(zs1) / len(zs1), sum(zs2) / len(zs2)
+      for p, (a, (st, _)) in enumerate(zip(archs, per_path)):
+        q1 = apply_fn(state['params'], st, v1, a)[1]
+        q2 = apply_fn(state['params'], st, v2, a)[1]
+        totals[p] += float((ssl.regression_loss(q1, c2) +
+                            ssl.regression_loss(q2, c1)).sum())
+      count += v1.shape[0]
+    return table, totals / count
+
+
+# ---------------------------------------------------------------------------
+# From block tables to architectures
+
+def beam(pool, tables, lambdas, top_n):
+  """Extend the prefix pool with one more block: keep the `top_n` best
+  (prefix + path) by accumulated weighted loss.
+
+  pool: list of (prefix paths tuple, accumulated loss); tables: one
+  (table, losses) per pool entry, same order.
+  """
+  cands = []
+  for (paths, acc), (table, losses) in zip(pool, tables):
+    k = len(paths)
+    for row, loss in zip(table, losses):
+      cands.append((paths + (np.asarray(row),), acc + lambdas[k] * loss))
+  cands.sort(key=lambda c: c[1])
+  return cands[:top_n]
+
+
+def architecture_scores(space, block_tables, lambdas):
+  """Score every architecture of an enumerable space (higher = better).
+
+  block_tables[k] maps a prefix key (tuple of ints of blocks < k) to
+  (table, losses); an architecture takes block k's loss from the table of its
+  own prefix when that prefix was scored, else from the best prefix's table
+  (the first entry). Score = -sum_k lambda_k * loss_k.
+  """
+  lookups = []
+  for k, by_prefix in enumerate(block_tables):
+    maps = {}
+    for prefix_key, (table, losses) in by_prefix.items():
+      maps[prefix_key] = {tuple(int(v) for v in row): float(l)
+                          for row, l in zip(table, losses)}
+    lookups.append((maps, next(iter(maps.values()))))
+  archs, scores = [], []
+  for arch in space.enumerate():
+    total = 0.0
+    ok = True
+    for k, (maps, best) in enumerate(lookups):
+      key = tuple(int(v) for a in arch[:k] for v in a)
+      table = maps.get(key, best)
+      loss = table.get(tuple(int(v) for v in arch[k]))
+      if loss is None:
+        ok = False
+        break
+      total += lambdas[k] * loss
+    if ok:
+      archs.append(arch)
+      scores.append(-total)
+  return archs, np.asarray(scores)

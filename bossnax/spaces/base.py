@@ -1,0 +1,204 @@
+"""The search-space abstraction every space builds on.
+
+A space is a sequence of blocks; a block is a sequence of layers; a layer has
+candidate choices. An architecture is one int array per block (a choice index
+per layer). Inside jitted code the architecture travels as one flat int32
+vector (the blocks' arrays concatenated), so it is data, not structure: one
+compiled program serves every path.
+
+Spaces whose blocks are a plain Cartesian product of their layers' choices
+(NATS, MBConv) get enumeration and fair sampling for free. Spaces with
+constraints between layers (HyTra: resolution only goes down) override
+`block_paths` to list the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+from typing import Any, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Arch = tuple  # tuple of np.ndarray[int32], one per block
+
+
+@dataclasses.dataclass(frozen=True)
+class Layer:
+  name: str
+  choices: tuple  # readable labels of the candidates, e.g. (8, 16, ..., 64)
+
+  @property
+  def num_choices(self) -> int:
+    return len(self.choices)
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+  name: str
+  layers: tuple[Layer, ...]
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.layers)
+
+
+class SearchSpace:
+  """Base class: subclasses set `name` and `blocks`, and implement the model."""
+
+  name: str = 'base'
+  blocks: tuple[Block, ...] = ()
+  # 'vmap' runs the sampled paths of a step side by side (all paths share
+  # shapes); 'map' runs them one after another (paths may switch branches).
+  path_batching: str = 'vmap'
+
+  # ---- structure -----------------------------------------------------------
+  @property
+  def num_blocks(self) -> int:
+    return len(self.blocks)
+
+  @property
+  def layers(self) -> tuple[Layer, ...]:
+    return tuple(l for b in self.blocks for l in b.layers)
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.layers)
+
+  def block_slice(self, k: int) -> slice:
+    start = sum(b.num_layers for b in self.blocks[:k])
+    return slice(start, start + self.blocks[k].num_layers)
+
+  def flatten(self, arch: Arch) -> np.ndarray:
+    """Architecture (one array per block) -> flat int32 vector."""
+    if len(arch) != self.num_blocks:
+      raise ValueError(f'{self.name}: an architecture has {self.num_blocks} '
+                       f'blocks, got {len(arch)}')
+    flat = np.concatenate([np.asarray(a, np.int32).reshape(-1) for a in arch])
+    if flat.shape[0] != self.num_layers:
+      raise ValueError(f'{self.name}: an architecture has {self.num_layers} '
+                       f'layer choices, got {flat.shape[0]}')
+    return flat
+
+  def unflatten(self, flat: Sequence[int]) -> Arch:
+    flat = np.asarray(flat, np.int32)
+    return tuple(flat[self.block_slice(k)] for k in range(self.num_blocks))
+
+  # ---- enumeration -----------------------------------------------------------
+  def block_paths(self, k: int, prefix: Arch = ()) -> np.ndarray:
+    """All valid paths of block k given the earlier blocks: int32 [P, L_k].
+
+    Cartesian by default; `prefix` (paths of blocks < k) matters only for
+    constrained spaces.
+    """
+    del prefix
+    ranges = [range(l.num_choices) for l in self.blocks[k].layers]
+    return np.array(list(itertools.product(*ranges)), np.int32).reshape(
+        -1, self.blocks[k].num_layers)
+
+  def is_cartesian(self, k: int) -> bool:
+    return True
+
+  def count(self) -> int:
+    """Number of architectures in the whole space."""
+    return math.prod(l.num_choices for l in self.layers)
+
+  def enumerate(self) -> Iterator[Arch]:
+    """Every architecture of the space, in a fixed order."""
+    def rec(k, prefix):
+      if k == self.num_blocks:
+        yield prefix
+        return
+      for p in self.block_paths(k, prefix):
+        yield from rec(k + 1, prefix + (p,))
+    yield from rec(0, ())
+
+  def is_valid(self, arch: Arch) -> bool:
+    for k in range(self.num_blocks):
+      table = self.block_paths(k, arch[:k])
+      if not (table == np.asarray(arch[k])[None]).all(-1).any():
+        return False
+    return True
+
+  # ---- sampling (pure JAX, so it runs inside the jitted step) ----------------
+  def sample_block(self, key: jax.Array, k: int, table: jax.Array, num: int,
+                   fair: bool) -> jax.Array:
+    """Sample `num` paths of block k: int32 [num, L_k].
+
+    Uniform: rows of the table of valid paths. Fair (Cartesian blocks only):
+    every layer walks through a random permutation of its choices, so with
+    `num` == number of choices every choice of every layer is used exactly
+    once per step (the official NATS setting).
+    """
+    if not fair:
+      idx = jax.random.randint(key, (num,), 0, table.shape[0])
+      return table[idx]
+    if not self.is_cartesian(k):
+      raise ValueError(f'{self.name}: fair sampling needs a Cartesian block; '
+                       f'block {k} is constrained: set train.fair=False')
+    cols = []
+    for i, layer in enumerate(self.blocks[k].layers):
+      reps = -(-num // layer.num_choices)
+      keys = jax.random.split(jax.random.fold_in(key, i), reps)
+      perm = jnp.concatenate(
+          [jax.random.permutation(kk, layer.num_choices) for kk in keys])
+      cols.append(perm[:num])
+    return jnp.stack(cols, axis=1).astype(jnp.int32)
+
+  # ---- readable form -----------------------------------------------------------
+  def to_string(self, arch: Arch) -> str:
+    raise NotImplementedError
+
+  def from_string(self, text: str) -> Arch:
+    raise NotImplementedError
+
+  def named_architectures(self) -> dict[str, Arch]:
+    return {}
+
+  def parse(self, text: str) -> Arch:
+    """A name from `named_architectures` or a readable architecture string."""
+    named = self.named_architectures()
+    if text in named:
+      return named[text]
+    return self.from_string(text)
+
+  # ---- cost and models ----------------------------------------------------------
+  def flops_params(self, arch: Arch, **kw) -> tuple[int, int]:
+    """(multiply-adds of one image, parameter count) of the standalone net."""
+    raise NotImplementedError
+
+  def describe(self, arch: Arch, **kw) -> dict[str, Any]:
+    flops, params = self.flops_params(arch, **kw)
+    return {'space': self.name, 'arch': self.to_string(arch),
+            'flops': flops, 'params': params,
+            'flops_M': round(flops / 1e6, 3), 'params_M': round(params / 1e6, 4)}
+
+  def draw(self, arch: Arch, path: str) -> None:
+    """Write a PNG picture of `arch` (spaces with a layout worth drawing)."""
+    raise NotImplementedError(f'the {self.name} space draws no picture')
+
+  def supernet(self, embed_dim: int) -> Any:
+    """The weight-sharing flax module. Its contract (docs/architecture.md):
+
+    module(x, arch_flat, block=k, mode=..., output='embed') -> [B, D]
+    embedding of block k's output (through its width adapter); earlier blocks
+    run under stop_gradient; `mode` is a batch-norm mode of nn/switchable.py.
+    Initialising it creates the variables of every block.
+    """
+    raise NotImplementedError
+
+  def param_block(self, path: tuple[str, ...]) -> int:
+    """Which block trains the supernet parameter at `path` (tuple of names
+    under 'params'): the trainer updates only the current block's."""
+    raise NotImplementedError
+
+  def default_arch(self) -> Arch:
+    """A valid architecture used to initialise parameters: the last valid
+    path of every block (the widest for channel spaces)."""
+    arch: Arch = ()
+    for k in range(self.num_blocks):
+      arch = arch + (self.block_paths(k, arch)[-1],)
+    return arch

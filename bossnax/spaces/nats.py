@@ -1,0 +1,391 @@
+"""NATS-Bench size search space (SSS), as the benchmark defines it.
+
+    stem   conv3x3 3->c0, BN                            32x32
+    cell   c0->c0  (fixed NATS topology below)          32x32
+    res    ResNet basic block, stride 2, c0->c1         16x16
+    cell   c1->c2                                       16x16
+    res    basic block, stride 2, c2->c3                  8x8
+    cell   c3->c4                                         8x8
+    BN, ReLU, global pool, linear
+
+Cell topology: |nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+
+|skip_connect~0|nor_conv_3x3~1|nor_conv_3x3~2|, nor_conv = ReLU-Conv-BN; edges
+out of the cell input map C_in->C_out, the others C_out->C_out; a skip between
+different widths is a 1x1 conv + BN (NATS's FactorizedReduce at stride 1).
+
+Each c_i is one of {8, 16, ..., 64}: 8^5 = 32,768 architectures, written
+`c0:c1:c2:c3:c4`. One layer of the search space = one c_i (layer 0 holds the
+stem and the first cell, which share c0).
+
+The same module is the supernet (every layer may take any width: widest
+weights with channel masks, batch norm per width) and the standalone network
+(each layer has one width: no masks, no extra rows). `slice_variables` turns
+supernet variables into a standalone network's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from bossnax.nn.switchable import SwitchableBatchNorm, channel_mask
+from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
+
+WIDTHS = (8, 16, 24, 32, 40, 48, 56, 64)
+# Block splits of the official BossNAS release.
+BLOCK_SPLITS = {
+    'cifar10': ((0, 1), (2, 3), (4,)),
+    'cifar100': ((0, 1), (2,), (3, 4)),
+}
+_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+def _conv(features, kernel, stride, name):
+  pad = (kernel - 1) // 2  # PyTorch-style symmetric padding
+  return nn.Conv(features, (kernel, kernel), strides=stride,
+                 padding=[(pad, pad), (pad, pad)], use_bias=False,
+                 kernel_init=_conv_init, name=name)
+
+
+class _ConvBN(nn.Module):
+  """[ReLU] - conv - switchable BN, masked to the active output width."""
+  features: int
+  num_widths: int
+  kernel: int = 3
+  stride: int = 1
+  relu_first: bool = True
+
+  @nn.compact
+  def __call__(self, x, w_index, mask, mode, active=None):
+    if self.relu_first:
+      x = nn.relu(x)
+    x = _conv(self.features, self.kernel, self.stride, 'conv')(x) * mask
+    return SwitchableBatchNorm(self.num_widths, self.features, name='bn')(
+        x, w_index, mode, mask, active)
+
+
+class _Cell(nn.Module):
+  """The fixed NATS cell; input width w_in, output width w_out."""
+  features: int
+  num_widths: int
+
+  @nn.compact
+  def __call__(self, x, w_in, w_out, idx_out, mask, mode):
+    edge = lambda name: _ConvBN(self.features, self.num_widths, name=name)
+    n1 = edge('e01')(x, idx_out, mask, mode)
+    n2 = edge('e02')(x, idx_out, mask, mode) + edge('e12')(
+        n1, idx_out, mask, mode)
+    skip_proj = lambda: _ConvBN(self.features, self.num_widths, kernel=1,
+                                relu_first=False, name='skip')
+    if self.num_widths == 1:  # standalone net: widths are static
+      skip = x if x.shape[-1] == self.features else skip_proj()(
+          x, idx_out, mask, mode)
+    else:
+      # Computed for every path; a path with equal widths takes the
+      # identity and leaves the projection's statistics alone.
+      same = w_in == w_out
+      proj = skip_proj()(x, idx_out, mask, mode, active=~same)
+      skip = jnp.where(same, x, proj)
+    return skip + edge('e13')(n1, idx_out, mask, mode) + edge('e23')(
+        n2, idx_out, mask, mode)
+
+
+class _ResBlock(nn.Module):
+  """ResNet basic block, stride 2: ReLUConvBN x2 + avgpool-conv1x1 shortcut."""
+  features: int
+  num_widths: int
+
+  @nn.compact
+  def __call__(self, x, idx_out, mask, mode):
+    y = _ConvBN(self.features, self.num_widths, stride=2, name='conv_a')(
+        x, idx_out, mask, mode)
+    y = _ConvBN(self.features, self.num_widths, name='conv_b')(
+        y, idx_out, mask, mode)
+    s = nn.avg_pool(x, (2, 2), (2, 2))
+    s = _conv(self.features, 1, 1, 'shortcut')(s) * mask
+    return y + s
+
+
+class NATSNetwork(nn.Module):
+  """Supernet (8 widths per layer) or standalone net (1 width per layer).
+
+  Call with a flat int32 `arch` (a width index per layer) and:
+    output='embed'    block `block`'s output through its width adapter,
+                      pooled: [B, embed_dim] (what the SSL heads see);
+    output='features' block `block`'s output map, masked;
+    output='logits'   the whole network with its classifier.
+  Blocks before `block` run under stop_gradient; while training they use batch
+  statistics without updating them (they are finished).
+  """
+  channel_choices: tuple  # per layer, e.g. ((8, ..., 64),) * 5
+  block_layers: tuple  # layer indices per block, e.g. ((0, 1), (2, 3), (4,))
+  embed_dim: int = 256
+  num_classes: int = 10
+
+  def _widths(self, arch):
+    tables = [jnp.asarray(c, jnp.int32) for c in self.channel_choices]
+    return [t[arch[i]] for i, t in enumerate(tables)]
+
+  @nn.compact
+  def __call__(self, x, arch, *, block: int | None = None, mode='train',
+               output='embed'):
+    nw = [len(c) for c in self.channel_choices]
+    cmax = [max(c) for c in self.channel_choices]
+    widths = self._widths(arch)
+    masks = [channel_mask(w, c, x.dtype) for w, c in zip(widths, cmax)]
+    layer_block = {l: b for b, ls in enumerate(self.block_layers) for l in ls}
+    init_all = self.is_initializing()
+    last = (len(self.channel_choices) - 1 if output == 'logits' or init_all
+            else self.block_layers[block][-1])
+
+    def layer_mode(i):
+      if output == 'logits' or block is None or init_all:
+        return mode
+      if layer_block[i] < block and mode == 'train':
+        return 'frozen'
+      return mode
+
+    def run_layer(i, h):
+      m = layer_mode(i)
+      if i == 0:
+        h = _ConvBN(cmax[0], nw[0], relu_first=False, name='stem')(
+            h, arch[0], masks[0], m)
+        return _Cell(cmax[0], nw[0], name='cell0')(
+            h, widths[0], widths[0], arch[0], masks[0], m)
+      if i in (1, 3):
+        return _ResBlock(cmax[i], nw[i], name=f'res{i // 2}')(
+            h, arch[i], masks[i], m)
+      return _Cell(cmax[i], nw[i], name=f'cell{i // 2}')(
+          h, widths[i - 1], widths[i], arch[i], masks[i], m)
+
+    outs = {}
+    h = x
+    for i in range(last + 1):
+      h = run_layer(i, h)
+      b = layer_block[i]
+      if i == self.block_layers[b][-1]:
+        outs[b] = h
+        if not init_all and output != 'logits' and b < block:
+          h = jax.lax.stop_gradient(h)  # finished blocks stay fixed
+
+    if init_all:  # create every adapter and the classifier
+      embeds = [self._embed(outs[b], arch, b, mode)
+                for b in range(len(self.block_layers))]
+      return embeds, self._classify(h, arch, mode)
+    if output == 'features':
+      return outs[block]
+    if output == 'logits':
+      return self._classify(h, arch, mode)
+    return self._embed(outs[block], arch, block, mode)
+
+  def _embed(self, h, arch, b, mode):
+    """Per output width its own 1x1 conv + BN to a fixed width, then pool
+    (no ReLU, as in the official release)."""
+    i = self.block_layers[b][-1]
+    nw, cmax = len(self.channel_choices[i]), max(self.channel_choices[i])
+    kernel = self.param(f'adapter{b}_kernel', _conv_init,
+                        (nw, cmax, self.embed_dim))
+    y = jnp.einsum('bhwc,cd->bhwd', h, kernel[arch[i]].astype(h.dtype))
+    y = SwitchableBatchNorm(nw, self.embed_dim, name=f'adapter{b}_bn')(
+        y, arch[i], mode)
+    return y.mean((1, 2))
+
+  def _classify(self, h, arch, mode):
+    i = len(self.channel_choices) - 1
+    nw, cmax = len(self.channel_choices[i]), max(self.channel_choices[i])
+    mask = channel_mask(self._widths(arch)[i], cmax, h.dtype)
+    h = SwitchableBatchNorm(nw, cmax, name='lastact_bn')(h, arch[i], mode,
+                                                         mask)
+    h = nn.relu(h).mean((1, 2))
+    return nn.Dense(self.num_classes, name='classifier')(h)
+
+
+# ---------------------------------------------------------------------------
+# Cost model: NATS-Bench counts multiply-adds of convs and the classifier.
+
+def nats_flops_params(channels, num_classes=10, resolution=32):
+  """(multiply-adds, params) of the standalone network `channels`."""
+  c0, c1, c2, c3, c4 = channels
+  flops = params = 0
+
+  def conv(cin, cout, k, hw, bn=True):
+    nonlocal flops, params
+    flops += cin * cout * k * k * hw * hw
+    params += cin * cout * k * k + (2 * cout if bn else 0)
+
+  def cell(cin, cout, hw):
+    for src in (cin, cin, cout, cout, cout):  # e01 e02 e12 e13 e23
+      conv(src, cout, 3, hw)
+    if cin != cout:
+      conv(cin, cout, 1, hw)
+
+  def res(cin, cout, hw_out):
+    conv(cin, cout, 3, hw_out)
+    conv(cout, cout, 3, hw_out)
+    conv(cin, cout, 1, hw_out, bn=False)
+
+  r = resolution
+  conv(3, c0, 3, r)
+  cell(c0, c0, r)
+  res(c0, c1, r // 2)
+  cell(c1, c2, r // 2)
+  res(c2, c3, r // 4)
+  cell(c3, c4, r // 4)
+  params += 2 * c4  # last BN
+  flops += c4 * num_classes
+  params += c4 * num_classes + num_classes
+  return flops, params
+
+
+class NATSSpace(SearchSpace):
+  """The size search space: 5 layers of 8 widths in 3 blocks."""
+
+  def __init__(self, block_split='cifar10', num_classes=10, embed_dim=256,
+               widths=WIDTHS):
+    if isinstance(block_split, str):
+      if block_split not in BLOCK_SPLITS:
+        raise ValueError(f'nats block_split {block_split!r}: use one of '
+                         f'{sorted(BLOCK_SPLITS)} or a tuple of layer tuples')
+      block_split = BLOCK_SPLITS[block_split]
+    layers = sorted(l for b in block_split for l in b)
+    if layers != list(range(5)):
+      raise ValueError(f'nats block_split {block_split}: must cover layers '
+                       '0..4 once, in order')
+    self.name = 'nats'
+    self.widths = tuple(widths)
+    self.block_split = tuple(tuple(b) for b in block_split)
+    self.num_classes = num_classes
+    self.embed_dim = embed_dim
+    self.blocks = tuple(
+        Block(f'block{k}', tuple(Layer(f'c{i}', self.widths) for i in b))
+        for k, b in enumerate(self.block_split))
+
+  def to_string(self, arch: Arch) -> str:
+    flat = self.flatten(arch)
+    return ':'.join(str(self.widths[i]) for i in flat)
+
+  def from_string(self, text: str) -> Arch:
+    try:
+      chans = [int(t) for t in str(text).split(':')]
+    except ValueError:
+      chans = []
+    if len(chans) != 5 or any(c not in self.widths for c in chans):
+      raise ValueError(f'nats architecture {text!r}: write five widths from '
+                       f'{self.widths} as c0:c1:c2:c3:c4, e.g. 8:16:32:64:64')
+    return self.unflatten([self.widths.index(c) for c in chans])
+
+  def channels(self, arch: Arch) -> tuple[int, ...]:
+    return tuple(self.widths[i] for i in self.flatten(arch))
+
+  def flops_params(self, arch: Arch, resolution: int = 32, **kw):
+    del kw
+    return nats_flops_params(self.channels(arch), self.num_classes,
+                             resolution)
+
+  def index(self, arch: Arch) -> int:
+    """NATS-Bench index: position in itertools.product(widths, repeat=5)."""
+    idx = 0
+    for i in self.flatten(arch):
+      idx = idx * len(self.widths) + int(i)
+    return idx
+
+  def supernet(self, embed_dim: int | None = None) -> NATSNetwork:
+    return NATSNetwork(channel_choices=(self.widths,) * 5,
+                       block_layers=self.block_split,
+                       embed_dim=embed_dim or self.embed_dim,
+                       num_classes=self.num_classes)
+
+  def param_block(self, path):
+    layer = _layer_of(path, self.block_split)
+    return next(b for b, ls in enumerate(self.block_split) if layer in ls)
+
+  def standalone(self, arch: Arch) -> tuple[NATSNetwork, np.ndarray]:
+    """The plain network of one architecture and the arch vector it takes."""
+    chans = self.channels(arch)
+    net = NATSNetwork(channel_choices=tuple((c,) for c in chans),
+                      block_layers=self.block_split, embed_dim=self.embed_dim,
+                      num_classes=self.num_classes)
+    return net, np.zeros(5, np.int32)
+
+  def slice_variables(self, variables, arch: Arch):
+    """Supernet variables -> the standalone network's for `arch`.
+
+    Kernels are cut to the active input/output channels; batch-norm rows and
+    adapter kernels are the ones of the chosen width.
+    """
+    flat = self.flatten(arch)
+    chans = self.channels(arch)
+    return _slice_tree(variables, flat, chans, self.block_split)
+
+
+def _layer_of(path, block_split):
+  """The layer (0..4) that owns a variable, from its module path."""
+  top = path[0]
+  if top.startswith('adapter'):  # adapter{b}_...: owned by block b's end
+    return block_split[int(top[len('adapter'):].split('_')[0])][-1]
+  if top in ('stem', 'cell0'):
+    return 0
+  if top.startswith('res'):
+    return 2 * int(top[3:]) + 1
+  if top.startswith('cell'):
+    return 2 * int(top[4:])
+  if top.startswith('lastact') or top == 'classifier':
+    return 4
+  raise ValueError(f'no NATS layer owns variable {"/".join(path)}')
+
+
+def _slice_tree(tree, flat, chans, block_split):
+  """Walk the variable tree, slicing each leaf by the layer that owns it."""
+  layer_of = lambda path: _layer_of(path, block_split)
+
+  def in_width(path, i):
+    # The first conv of a cell/res edge from the block input sees the previous
+    # layer's width; everything else sees this layer's width.
+    top = path[0]
+    if top == 'stem':
+      return 3
+    if top in ('cell0',):
+      return chans[0]
+    sub = path[1] if len(path) > 1 else ''
+    if top.startswith('res') and sub in ('conv_a', 'shortcut'):
+      return chans[i - 1]
+    if top.startswith('cell') and sub in ('e01', 'e02', 'skip'):
+      return chans[i - 1]
+    if top == 'classifier':
+      return chans[4]
+    return chans[i]
+
+  def rec(node, path):
+    if isinstance(node, dict) or hasattr(node, 'items'):
+      return {k: rec(v, path + (k,)) for k, v in node.items()}
+    name = path[-1]
+    coll, rest = path[0], path[1:]
+    i = layer_of(rest)
+    w = flat[i]
+    c = chans[i]
+    if name.startswith('adapter'):  # [widths, C_in, embed]
+      return node[w:w + 1, :c]
+    if rest[0].startswith('adapter'):  # its BN rows, embed wide
+      return node[w:w + 1]
+    if name == 'kernel' and rest[-2] != 'classifier':
+      return node[..., :in_width(rest, i), :c]
+    if rest[-2] == 'classifier':
+      return node[:c] if name == 'kernel' else node
+    if name == 'hits':
+      return node[w:w + 1]
+    return node[w:w + 1, :c]  # scale, bias, mean, var rows of this width
+
+  out = {coll: rec(v, (coll,)) for coll, v in tree.items()}
+  # A standalone cell between equal widths has an identity skip: no weights.
+  for i, cell in ((0, 'cell0'), (2, 'cell1'), (4, 'cell2')):
+    if chans[i] == (chans[i - 1] if i else chans[0]):
+      for coll in out.values():
+        if cell in coll:
+          coll[cell] = {k: v for k, v in coll[cell].items() if k != 'skip'}
+  return out

@@ -1,0 +1,94 @@
+"""NATS size space: structure, NATS-Bench costs, and weight sharing."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bossnax.spaces.nats import NATSSpace
+
+
+@pytest.fixture(scope='module')
+def space():
+  return NATSSpace(embed_dim=8)
+
+
+@pytest.fixture(scope='module')
+def variables(space):
+  x = jnp.zeros((2, 32, 32, 3))
+  arch = jnp.asarray(space.flatten(space.default_arch()))
+  return jax.jit(lambda k: space.supernet(8).init(k, x, arch))(
+      jax.random.key(0))
+
+
+@pytest.mark.parametrize('arch,mflops,mparams', [
+    ('8:8:8:8:8', 4.48, 0.0117),
+    ('8:8:8:16:32', 6.84, 0.049),
+    ('8:8:40:32:40', 21.83, 0.145),
+])
+def test_costs_match_nats_bench(space, arch, mflops, mparams):
+  flops, params = space.flops_params(space.from_string(arch))
+  assert flops / 1e6 == pytest.approx(mflops, rel=0.01)
+  assert params / 1e6 == pytest.approx(mparams, rel=0.01)
+
+
+def test_structure_and_strings(space):
+  assert space.count() == 32768
+  assert [b.num_layers for b in space.blocks] == [2, 2, 1]
+  assert NATSSpace('cifar100').block_split == ((0, 1), (2,), (3, 4))
+  arch = space.from_string('8:16:24:64:40')
+  assert space.to_string(arch) == '8:16:24:64:40'
+  assert space.block_paths(0).shape == (64, 2)
+  assert space.block_paths(2).shape == (8, 1)
+  # NATS-Bench index = position in itertools.product(widths, repeat=5)
+  assert space.index(space.from_string('8:8:8:8:16')) == 1
+  assert space.index(space.from_string('16:8:8:8:8')) == 8 ** 4
+  with pytest.raises(ValueError, match='c0:c1:c2:c3:c4'):
+    space.from_string('8:8:8')
+
+
+@pytest.mark.parametrize('output,block', [
+    ('features', 0), ('features', 1), ('features', 2), ('embed', 1),
+    ('logits', None)])
+@pytest.mark.parametrize('mode', ['eval', 'train'])
+def test_narrow_path_equals_standalone_network(space, variables, output,
+                                               block, mode):
+  """Masked supernet path == a standalone narrow net with sliced weights."""
+  x = jax.random.normal(jax.random.key(1), (4, 32, 32, 3))
+  # Non-trivial running statistics, so 'eval' mode tests the row selection.
+  variables = jax.tree.map(lambda v: v, variables)
+  variables['batch_stats'] = jax.tree.map(
+      lambda s: s + 0.1 * jax.random.uniform(jax.random.key(2), s.shape),
+      variables['batch_stats'])
+  for text in ('16:8:40:32:24', '64:24:24:8:56'):
+    arch = space.from_string(text)
+    net = space.supernet(8)
+    y = net.apply(variables, x, jnp.asarray(space.flatten(arch)), block=block,
+                  mode=mode, output=output, mutable=['batch_stats'])[0]
+    small, small_arch = space.standalone(arch)
+    sliced = space.slice_variables(variables, arch)
+    y2 = small.apply(sliced, x, jnp.asarray(small_arch), block=block,
+                     mode=mode, output=output, mutable=['batch_stats'])[0]
+    c = y2.shape[-1]
+    np.testing.assert_allclose(y[..., :c], y2, atol=2e-5)
+    if y.shape[-1] > c:  # inactive channels are exactly zero
+      assert float(jnp.abs(y[..., c:]).max()) == 0.0
+    # The standalone network has exactly the NATS-Bench parameter count
+    # (adapters and per-width statistics aside).
+    n = sum(v.size for k, v in sliced['params'].items()
+            if not k.startswith('adapter') for v in jax.tree.leaves(v))
+    assert n == space.flops_params(arch)[1]
+
+
+def test_one_compilation_serves_every_path(space, variables):
+  net = space.supernet(8)
+  traces = []
+
+  @jax.jit
+  def f(arch):
+    traces.append(1)
+    return net.apply(variables, jnp.ones((2, 32, 32, 3)), arch, block=1,
+                     mode='eval', output='embed')
+  for text in ('8:8:8:8:8', '64:64:64:64:64', '16:32:48:8:8'):
+    f(jnp.asarray(space.flatten(space.from_string(text))))
+  assert len(traces) == 1

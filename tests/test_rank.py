@@ -1,0 +1,98 @@
+"""The rank command: correlations, baselines, deciles, regret, CLI."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bossnax import rank
+from conftest import ROOT, SHARED
+
+TRUTH = SHARED / 'benchmarks' / 'nats_sss_cifar10_sample2048.csv'
+
+
+def _scores(archs, score, flops=None):
+  flops = flops or (lambda a: float(sum(int(c) for c in a.split(':'))))
+  return {a: (score(a), flops(a), 2 * flops(a)) for a in archs}
+
+
+def test_correlations_by_hand():
+  truth = {'8:8:8:8:8': 1.0, '8:8:8:8:16': 2.0, '8:8:8:8:24': 3.0,
+           '8:8:8:8:32': 4.0}
+  up = rank.evaluate(_scores(truth, lambda a: truth[a]), truth)
+  assert up['spearman'] == pytest.approx(1) and up['kendall'] == pytest.approx(1)
+  down = rank.evaluate(_scores(truth, lambda a: -truth[a]), truth)
+  assert down['spearman'] == pytest.approx(-1)
+  # one swapped pair out of 6: Kendall = (5 - 1) / 6
+  swapped = {'8:8:8:8:8': 2.0, '8:8:8:8:16': 1.0, '8:8:8:8:24': 3.0,
+             '8:8:8:8:32': 4.0}
+  r = rank.evaluate(_scores(truth, lambda a: swapped[a]), truth)
+  assert r['kendall'] == pytest.approx(4 / 6)
+
+
+def test_regret_and_deciles_by_hand():
+  archs = [f'8:8:8:8:{8 * (i + 1)}' for i in range(8)]
+  acc = dict(zip(archs, [1, 2, 3, 4, 5, 6, 7, 8.0]))
+  # scores pick the smallest net everywhere: regret = best - worst in budget
+  r = rank.evaluate(_scores(archs, lambda a: -int(a.split(':')[-1])), acc)
+  full = [g for g in r['regret'] if g['budget_quantile'] == 1.0][0]
+  assert full['regret'] == pytest.approx(7.0) and full['arch'] == archs[0]
+  assert r['baselines']['flops']['regret'][-1]['regret'] == pytest.approx(0)
+  x = np.arange(20.0)
+  y = np.concatenate([np.arange(10.0), np.arange(10.0)[::-1]])
+  flops = np.repeat([1.0, 2.0], 10)  # two groups, but ten deciles of 2
+  rho = rank.within_decile_spearman(x, y, np.arange(20.0))
+  assert rho == pytest.approx(0.0)  # 5 groups +1, 5 groups -1
+  del flops
+
+
+@pytest.mark.skipif(not TRUTH.exists(), reason='needs ../shared')
+def test_log_channel_scores_equal_the_baseline(tmp_path):
+  truth = rank.read_truth(TRUTH)
+  assert len(truth) == 2048
+  scores = _scores(truth, lambda a: sum(math.log(int(c)) for c in a.split(':')))
+  r = rank.evaluate(scores, truth)
+  assert r['spearman'] == pytest.approx(r['baselines']['log_channels']['spearman'])
+  assert r['baselines']['log_channels']['spearman'] > 0.9
+  path = tmp_path / 'scores.csv'
+  with open(path, 'w') as f:
+    f.write('arch,score,flops,params\n')
+    for a, (s, fl, pa) in scores.items():
+      f.write(f'{a},{s},{fl},{pa}\n')
+  out = subprocess.run([sys.executable, '-m', 'bossnax.rank',
+                        f'--scores={path}', f'--truth={TRUTH}', '--json',
+                        f'--plot={tmp_path / "fig.png"}'],
+                       capture_output=True, text=True, cwd=ROOT, check=True)
+  obj = json.loads(out.stdout)
+  assert {'kendall', 'spearman', 'pearson', 'n', 'baselines',
+          'within_decile_spearman', 'regret'} <= set(obj)
+  assert obj['n'] == 2048 and set(obj['baselines']) == {
+      'params', 'flops', 'log_channels'}
+  assert (tmp_path / 'fig.png').stat().st_size > 1000
+  human = subprocess.run([sys.executable, '-m', 'bossnax.rank',
+                          f'--scores={path}', f'--truth={TRUTH}'],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+  assert 'log_channels' in human.stdout and 'Spearman' in human.stdout
+
+
+def test_cli_errors_are_one_line(tmp_path):
+  bad = tmp_path / 's.csv'
+  bad.write_text('arch,value\n8:8:8:8:8,1\n')
+  truth = tmp_path / 't.csv'
+  truth.write_text('arch,acc\n16:8:8:8:8,50\n')
+  for args, msg in ((['--scores=/nope.csv'], 'not found'),
+                    ([f'--scores={bad}'], "no 'score' column")):
+    out = subprocess.run([sys.executable, '-m', 'bossnax.rank', *args,
+                          f'--truth={truth}'], capture_output=True, text=True,
+                         cwd=ROOT)
+    assert out.returncode == 2 and msg in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+  good = tmp_path / 'g.csv'
+  good.write_text('arch,score,flops,params\n8:8:8:8:8,1,1,1\n')
+  out = subprocess.run([sys.executable, '-m', 'bossnax.rank',
+                        f'--scores={good}', f'--truth={truth}'],
+                       capture_output=True, text=True, cwd=ROOT)
+  assert out.returncode == 2 and 'same search space' in out.stderr

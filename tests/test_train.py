@@ -1,0 +1,114 @@
+"""The trainer: optimiser masks, sharded == single-device, frozen blocks,
+statistics merging, and resume == uninterrupted."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bossnax import parallel
+from bossnax.config import load_config_file
+from bossnax.nn.switchable import merge_path_stats
+from bossnax.spaces import make_space
+from bossnax.train import Trainer, block_mask, decay_mask
+from conftest import ROOT
+
+
+def tiny_config(tmp_path=None):
+  c = load_config_file(str(ROOT / 'configs' / 'nats_cifar10.py') + ':tiny')
+  if tmp_path is not None:  # a small npz so a block is a few steps
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'tiny.npz'
+    np.savez(path, x_train=rng.integers(0, 255, (48, 32, 32, 3), np.uint8),
+             y_train=rng.integers(0, 10, 48), x_test=rng.integers(
+                 0, 255, (32, 32, 32, 3), np.uint8),
+             y_test=rng.integers(0, 10, 32))
+    c.data.source = 'npz'
+    c.data.path = str(path)
+  return c
+
+
+def _names(path):
+  return '/'.join(str(getattr(k, 'key', k)) for k in path)
+
+
+@pytest.fixture(scope='module')
+def trainer8():
+  c = tiny_config()
+  space = make_space(c.space)
+  return Trainer(c, space, parallel.make_mesh(8), steps_per_epoch=4)
+
+
+def test_masks_exclude_every_norm_and_bias(trainer8):
+  shapes = trainer8.state_shapes()['params']
+  flat = jax.tree_util.tree_flatten_with_path(decay_mask(shapes))[0]
+  for path, decays in flat:
+    name = _names(path)
+    is_norm_or_bias = name.endswith('/scale') or name.endswith('/bias')
+    assert decays != is_norm_or_bias, name
+  # every batch norm of the model shows up as excluded
+  assert sum(_names(p).endswith('bn/scale') for p, d in flat if not d) >= 30
+  owned = jax.tree_util.tree_flatten_with_path(
+      block_mask(shapes, trainer8.space, 1))[0]
+  trains = {_names(p).split('/')[0] + '/' + _names(p).split('/')[1]
+            for p, m in owned if m}
+  assert 'backbone/cell1' in trains and 'backbone/res1' in trains
+  assert 'predictor1/fc1' in trains and 'backbone/adapter1_kernel' in trains
+  assert not any(t.startswith(('backbone/stem', 'backbone/cell0',
+                               'backbone/cell2', 'projector0')) for t in trains)
+
+
+def test_merge_path_stats_by_hand():
+  old = {'bn': {'mean': jnp.zeros((3, 2)), 'var': jnp.ones((3, 2)),
+                'hits': jnp.zeros(3)}}
+  new = {'bn': {  # path 0 used row 0, path 1 row 0, path 2 row 2
+      'mean': jnp.array([[[1., 1], [0, 0], [0, 0]], [[3., 3], [0, 0], [0, 0]],
+                         [[0., 0], [0, 0], [5, 5]]]),
+      'var': jnp.ones((3, 3, 2)),
+      'hits': jnp.array([[1., 0, 0], [1, 0, 0], [0, 0, 1]])}}
+  merged = merge_path_stats(old, new)['bn']
+  np.testing.assert_allclose(merged['mean'], [[2, 2], [0, 0], [5, 5]])
+  np.testing.assert_allclose(merged['hits'], 0)
+
+
+def _batch(trainer, n=16, seed=0):
+  rng = np.random.default_rng(seed)
+  x = rng.integers(0, 255, (1, n, 32, 32, 3), np.uint8)
+  return parallel.global_batch(trainer.mesh, x, batch_axis=1)
+
+
+def _run_steps(trainer, block, steps, prefix=None):
+  state = trainer.start_block(trainer.init_state(0), block)
+  table = trainer.space.block_paths(block)
+  prefix = np.zeros(5, np.int32) if prefix is None else prefix
+  key = jax.random.key(0)
+  for s in range(steps):
+    state, metrics = trainer.step_fn(block)(state, _batch(trainer, seed=s),
+                                            key, table, prefix)
+  return jax.device_get(state), jax.device_get(metrics)
+
+
+def test_sharded_step_equals_single_device(trainer8):
+  c = tiny_config()
+  t1 = Trainer(c, trainer8.space, parallel.make_mesh(1), steps_per_epoch=4)
+  s8, m8 = _run_steps(trainer8, 0, 2)
+  s1, m1 = _run_steps(t1, 0, 2)
+  assert np.isfinite(m8['loss'])
+  np.testing.assert_allclose(m8['loss'], m1['loss'], rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(s8), jax.tree.leaves(s1)):
+    np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+
+
+def test_step_trains_only_the_current_block(trainer8):
+  init = jax.device_get(trainer8.init_state(0))
+  state, _ = _run_steps(trainer8, 1, 1, prefix=np.array([3, 5, 0, 0, 0]))
+  mask = block_mask(init['params'], trainer8.space, 1)
+  changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), init['params'],
+                         state['params'])
+  for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
+    c = changed
+    for k in path:
+      c = c[getattr(k, 'key', k)]
+    if not m:
+      assert not c, f'frozen parameter changed: {_names(path)}'
+  assert any(jax.tree.leaves(changed))

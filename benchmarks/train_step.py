@@ -29,7 +29,8 @@ def main(argv):
                           int(flags['block']))
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
-  trainer = Trainer(config, space, mesh, steps_per_epoch=1000)
+  shape = (config.data.image_size, config.data.image_size, 3)
+  trainer = Trainer(config, space, mesh, steps_per_epoch=1000, image_shape=shape)
   t = config.train
   state = trainer.start_block(trainer.init_state(0), block)
   table = space.block_paths(block)
@@ -38,7 +39,7 @@ def main(argv):
   rng = np.random.default_rng(0)
   local = rng.integers(0, 255, (t.accum_steps, t.batch_size //
                                 jax.process_count(),
-                                *config.data.image_shape), np.uint8)
+                                *shape), np.uint8)
   images = parallel.global_batch(mesh, local, batch_axis=1)
   step = trainer.step_fn(block)
   tic = time.perf_counter()

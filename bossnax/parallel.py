@@ -37,6 +37,9 @@ def maybe_initialize_distributed(cfg) -> None:
       'JAX_COORDINATOR_ADDRESS'))
   if mode == 'auto' and not (explicit or env):
     return
+  if cfg.get('cpu_collectives', ''):  # CPU-only clusters and tests: gloo
+    jax.config.update('jax_cpu_collectives_implementation',
+                      cfg.cpu_collectives)
   kwargs = {}
   if explicit:
     kwargs['coordinator_address'] = cfg.coordinator_address

@@ -68,7 +68,8 @@ class Run:
                            process_index=jax.process_index(),
                            process_count=jax.process_count())
     self.trainer = Trainer(config, self.space, self.mesh,
-                           self.batches.steps_per_epoch)
+                           self.batches.steps_per_epoch,
+                           self.source.image_shape)
     self.scorer = search.Scorer(config, self.space, self.trainer.model,
                                 self.mesh)
     self.lambdas = _lambdas(config, self.space.num_blocks)

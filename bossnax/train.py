@@ -96,11 +96,13 @@ def make_optimizer(tcfg, schedule, params, space, block):
 class Trainer:
   """Holds the model, the mesh and the compiled steps of one run."""
 
-  def __init__(self, config, space, mesh, steps_per_epoch: int):
+  def __init__(self, config, space, mesh, steps_per_epoch: int,
+               image_shape=(32, 32, 3)):
     self.config = config
     self.space = space
     self.mesh = mesh
     self.steps_per_epoch = steps_per_epoch
+    self.image_shape = tuple(image_shape)
     t = config.train
     self.steps_per_block = max(1, t.epochs_per_block * steps_per_epoch)
     self.model = ssl.Siamese(space.supernet(config.model.embed_dim),
@@ -109,13 +111,14 @@ class Trainer:
                              config.model.pred_hidden)
     self.schedule = learning_rate(t, steps_per_epoch)
     self.view_fn = augment.make_view_fn(config.augment)
-    self.dtype = jnp.bfloat16 if config.get('dtype') == 'bfloat16' else None
+    if config.dtype not in ('float32', 'bfloat16'):
+      raise ValueError(f"dtype {config.dtype!r}: use 'float32' or 'bfloat16'")
+    self.dtype = jnp.bfloat16 if config.dtype == 'bfloat16' else None
     self._steps = {}
 
   # -- state ------------------------------------------------------------------
   def _example(self):
-    shape = self.config.data.image_shape
-    return jnp.zeros((2, *shape), jnp.float32)
+    return jnp.zeros((2, *self.image_shape), jnp.float32)
 
   def _init_state(self, rng) -> State:
     arch = jnp.asarray(self.space.flatten(self.space.default_arch()))
@@ -159,6 +162,10 @@ class Trainer:
   def _forward_paths(self, params, stats, archs, v1, v2, block, per_path):
     """Both views through every path: (z1, q1, z2, q2) each [K, B, D] and the
     merged batch statistics."""
+    if self.dtype is not None:  # bf16 compute; f32 master params and stats
+      params = jax.tree.map(lambda p: p.astype(self.dtype), params)
+      v1, v2 = v1.astype(self.dtype), v2.astype(self.dtype)
+
     def one(arch, x1, x2):
       variables = {'params': params, 'batch_stats': stats}
       (z1, q1), upd = self.model.apply(variables, x1, arch, block=block,

@@ -36,6 +36,9 @@ def test_structure_and_strings(space):
   assert space.count() == 32768
   assert [b.num_layers for b in space.blocks] == [2, 2, 1]
   assert NATSSpace('cifar100').block_split == ((0, 1), (2,), (3, 4))
+  assert NATSSpace('0,1,2|3,4').block_split == ((0, 1, 2), (3, 4))
+  with pytest.raises(ValueError, match='cover layers'):
+    NATSSpace('0,1|3,4')
   arch = space.from_string('8:16:24:64:40')
   assert space.to_string(arch) == '8:16:24:64:40'
   assert space.block_paths(0).shape == (64, 2)

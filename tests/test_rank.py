@@ -41,12 +41,13 @@ def test_regret_and_deciles_by_hand():
   full = [g for g in r['regret'] if g['budget_quantile'] == 1.0][0]
   assert full['regret'] == pytest.approx(7.0) and full['arch'] == archs[0]
   assert r['baselines']['flops']['regret'][-1]['regret'] == pytest.approx(0)
-  x = np.arange(20.0)
-  y = np.concatenate([np.arange(10.0), np.arange(10.0)[::-1]])
-  flops = np.repeat([1.0, 2.0], 10)  # two groups, but ten deciles of 2
-  rho = rank.within_decile_spearman(x, y, np.arange(20.0))
-  assert rho == pytest.approx(0.0)  # 5 groups +1, 5 groups -1
-  del flops
+  # ten FLOPs groups of 3: the scores order the first five right, the last
+  # five backwards -> mean within-decile rho = 0
+  x = np.arange(30.0)
+  y = np.concatenate([g if i < 5 else g[::-1]
+                      for i, g in enumerate(np.arange(30.0).reshape(10, 3))])
+  assert rank.within_decile_spearman(x, y, np.arange(30.0)) == pytest.approx(0)
+  assert rank.within_decile_spearman(x, x, np.arange(30.0)) == pytest.approx(1)
 
 
 @pytest.mark.skipif(not TRUTH.exists(), reason='needs ../shared')

@@ -22,7 +22,7 @@ class Killed(Exception):
 
 def _config(tmp_path):
   c = tiny_config(tmp_path)  # 48 train images: 3 steps per block
-  c.space.block_split = ((0, 1, 2), (3, 4))  # two blocks keep it short
+  c.space.block_split = '0,1,2|3,4'  # two blocks keep it short
   c.train.checkpoint_every_steps = 2
   return c
 

@@ -15,7 +15,7 @@ from test_train import _run_steps, tiny_config
 def setup():
   c = tiny_config()
   space = make_space(c.space)
-  trainer = Trainer(c, space, parallel.make_mesh(8), steps_per_epoch=4)
+  trainer = Trainer(c, space, parallel.make_mesh(4), steps_per_epoch=4)
   state, _ = _run_steps(trainer, 1, 2, prefix=np.array([1, 0, 0, 0, 0]))
   state = jax.device_put(state, parallel.replicated(trainer.mesh))
   rng = np.random.default_rng(0)

@@ -144,6 +144,22 @@ class TfdsSource:
     return x, np.array([it['label'] for it in items], np.int32)
 
 
+def _downsample(src, size):
+  """Average-pool in-memory images by an integer factor (a CPU preset trains
+  at 16x16 to fit minutes; the cost model still describes 32x32 nets)."""
+  factor = src.image_shape[0] // size
+  if factor * size != src.image_shape[0] or factor < 1:
+    raise ValueError(f'data.image_size={size} must divide the images\' '
+                     f'{src.image_shape[0]} pixels')
+  def pool(x):
+    n, h, w, c = x.shape
+    x = x.reshape(n, h // factor, factor, w // factor, factor, c)
+    return x.astype(np.float32).mean((2, 4)).round().astype(np.uint8)
+  arrays = [pool(src._splits['train'][0]), src._splits['train'][1],
+            pool(src._splits['test'][0]), src._splits['test'][1]]
+  return ArraySource(src.name, *arrays, src.num_classes)
+
+
 def make_source(cfg):
   """The source named by `cfg.source` ('embedded' | 'npz' | 'tfds')."""
   kind = cfg.source
@@ -164,8 +180,7 @@ def make_source(cfg):
     x, y = src.get('train', np.arange(n))
     xt, yt = src.get('test', np.arange(src.num_examples('test')))
     src = ArraySource(src.name, x, y, xt, yt, src.num_classes)
-  want = tuple(cfg.get('image_shape', src.image_shape))
-  if tuple(src.image_shape) != want:
-    raise ValueError(f'{src.name} images are {src.image_shape}, the config '
-                     f'expects {want}: set --config.data.image_shape')
+  size = cfg.get('image_size', 0)
+  if size and isinstance(src, ArraySource) and src.image_shape[0] != size:
+    src = _downsample(src, size)
   return src

@@ -248,15 +248,19 @@ class NATSSpace(SearchSpace):
 
   def __init__(self, block_split='cifar10', num_classes=10, embed_dim=256,
                widths=WIDTHS):
+    if isinstance(block_split, str) and block_split[:1].isdigit():
+      # '0,1|2,3|4': layers of each block, blocks separated by '|'
+      block_split = tuple(tuple(int(l) for l in b.split(','))
+                          for b in block_split.split('|'))
     if isinstance(block_split, str):
       if block_split not in BLOCK_SPLITS:
         raise ValueError(f'nats block_split {block_split!r}: use one of '
-                         f'{sorted(BLOCK_SPLITS)} or a tuple of layer tuples')
+                         f'{sorted(BLOCK_SPLITS)} or layers like 0,1|2,3|4')
       block_split = BLOCK_SPLITS[block_split]
     layers = sorted(l for b in block_split for l in b)
     if layers != list(range(5)):
       raise ValueError(f'nats block_split {block_split}: must cover layers '
-                       '0..4 once, in order')
+                       '0..4 once, in order, e.g. 0,1|2,3|4')
     self.name = 'nats'
     self.widths = tuple(widths)
     self.block_split = tuple(tuple(b) for b in block_split)

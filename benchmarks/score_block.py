@@ -32,11 +32,12 @@ def main(argv):
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)
-  trainer = Trainer(config, space, mesh, steps_per_epoch=1, image_shape=shape)
+  trainer = Trainer(config, space, mesh, steps_per_epoch=1,
+                    image_shape=shape)
   state = trainer.init_state(0)
   scorer = search.Scorer(config, space, trainer.model, mesh)
   rng = np.random.default_rng(0)
-    val = rng.integers(0, 255, (n, *shape), np.uint8)
+  val = rng.integers(0, 255, (n, *shape), np.uint8)
   calib = rng.integers(0, 255, (config.search.calib_batch, *shape), np.uint8)
   prefix = np.asarray(space.flatten(space.default_arch()))
   results = {}

@@ -30,7 +30,8 @@ def main(argv):
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)
-  trainer = Trainer(config, space, mesh, steps_per_epoch=1000, image_shape=shape)
+  trainer = Trainer(config, space, mesh, steps_per_epoch=1000,
+                    image_shape=shape)
   t = config.train
   state = trainer.start_block(trainer.init_state(0), block)
   table = space.block_paths(block)

@@ -36,7 +36,10 @@ def main(argv=None):
     space = make_space(cfg)
     arch = space.parse(args.arch)
     kw = {'resolution': args.resolution} if args.resolution else {}
-    out = space.describe(arch, **kw)
+    if hasattr(space, 'describe_named'):  # names can carry a variant (T1)
+      out = space.describe_named(args.arch, **kw)
+    else:
+      out = space.describe(arch, **kw)
     if args.picture:
       space.draw(arch, args.picture)
       out['picture'] = args.picture

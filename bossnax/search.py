@@ -103,9 +103,8 @@ class Scorer:
       loss = ssl.regression_loss(q1, c2) + ssl.regression_loss(q2, c1)
       return loss.sum()
 
-    z1, z2 = map_paths(target, idx[:, None], chunk, batching) if False else (
-        map_paths(lambda a: target(a[0]), idx[:, None], chunk, batching))
-    c1, c2 = z1.mean(0), z2.mean(0)
+    z1, z2 = map_paths(lambda a: target(a[0]), idx[:, None], chunk, batching)
+    c1, c2 = z1.mean(0), z2.mean(0)  # the population centre of each view
     return map_paths(lambda a: online(a[0], c1, c2), idx[:, None], chunk,
                      batching)
 
@@ -125,13 +124,15 @@ class Scorer:
   def view_pairs(self, images: np.ndarray, batch_size: int):
     """Fixed view pairs, batch by batch: same seed, same views every call."""
     key = jax.random.split(jax.random.key(self.config.search.seed))[0]
-    n = images.shape[0] - images.shape[0] % batch_size
+    local = batch_size // jax.process_count()  # `images` is this host's part
+    n = images.shape[0] - images.shape[0] % local
     if n == 0:
       raise ValueError(f'search needs at least search.batch_size='
                        f'{batch_size} validation images, got '
-                       f'{images.shape[0]}: lower --config.search.batch_size')
-    for b, start in enumerate(range(0, n, batch_size)):
-      x = parallel.global_batch(self.mesh, images[start:start + batch_size])
+                       f'{images.shape[0] * jax.process_count()}: lower '
+                       '--config.search.batch_size')
+    for b, start in enumerate(range(0, n, local)):
+      x = parallel.global_batch(self.mesh, images[start:start + local])
       yield self.view_fn(jax.random.fold_in(key, b), x)
 
   def calib_input(self, images: np.ndarray):

@@ -23,10 +23,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from bossnax import parallel, ssl
@@ -224,10 +222,22 @@ class Trainer:
           tparams, tstats, archs, v1, v2, block, per_path)
       target = (jax.lax.stop_gradient(ssl.ensemble_target(z1)),
                 jax.lax.stop_gradient(ssl.ensemble_target(z2)))
-      (_, (loss, stats)), g = grad_fn(params, stats, target, archs, v1, v2, block,
-                                 per_path)
-      grads = jax.tree.map(jnp.add, grads, g)
-      return (grads, stats, tstats), loss
+      # Online paths in chunks of `path_chunk`: a chunk runs side by side,
+      # chunks one after another, so activation memory is one chunk's.
+      n = t.paths_per_step
+      chunk = t.path_chunk if 0 < t.path_chunk < n else n
+      if n % chunk:
+        raise ValueError(f'train.path_chunk={chunk} must divide '
+                         f'train.paths_per_step={n}')
+      losses = []
+      for c in range(0, n, chunk):
+        sl = slice(c, c + chunk)
+        pv1, pv2 = (v1[sl], v2[sl]) if per_path else (v1, v2)
+        (_, (loss, stats)), g = grad_fn(params, stats, target, archs[sl], pv1,
+                                       pv2, block, per_path)
+        grads = jax.tree.map(jnp.add, grads, g)
+        losses.append(loss)
+      return (grads, stats, tstats), sum(losses) / len(losses)
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     accum = images.shape[0]

@@ -66,6 +66,9 @@ def get_config(preset: str = ''):
   c.train.epochs_per_block = 50
   c.train.paths_per_step = 8
   c.train.fair = True  # every width of every layer once per step
+  c.train.path_chunk = 0  # online paths run side by side per chunk; 0 = all
+  # (a smaller chunk bounds activation memory: 8 paths x 256 images of the
+  # widest net need ~70 GB at once)
   c.train.views_per_path = False  # True: each path gets its own view pair
   c.train.ema_base = 0.99
   c.train.log_every_steps = 20

@@ -2,6 +2,8 @@
 
 from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
 
+__all__ = ["Arch", "Block", "Layer", "SearchSpace", "make_space", "NAMES"]
+
 
 def make_space(space_cfg) -> SearchSpace:
   """Build the space named by `space_cfg.name` from the rest of its fields."""

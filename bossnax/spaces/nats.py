@@ -25,9 +25,6 @@ supernet variables into a standalone network's.
 
 from __future__ import annotations
 
-import itertools
-import math
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -369,7 +366,7 @@ def _slice_tree(tree, flat, chans, block_split):
     if isinstance(node, dict) or hasattr(node, 'items'):
       return {k: rec(v, path + (k,)) for k, v in node.items()}
     name = path[-1]
-    coll, rest = path[0], path[1:]
+    rest = path[1:]  # path[0] is the collection
     i = layer_of(rest)
     w = flat[i]
     c = chans[i]

@@ -1,0 +1,82 @@
+"""HyTra cost model, encodings and counts against the paper and the official
+counter."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bossnax.spaces.hytra import NAMED, HyTraSpace
+from conftest import ROOT
+
+# BossNAS Table 1, MAdds at 224x224 (G)
+TABLE1 = {'ResNet50-T': 4.1, 'BoT50-T': 3.9, 'ViT-T/16': 3.2, 'ViT-T/32': 2.9,
+          'Random-T': 3.7, 'DNA-T': 3.9, 'UnNAS-T': 3.7, 'BossNet-T0': 3.4,
+          'BossNet-T1': 7.9}
+
+
+@pytest.fixture(scope='module')
+def space():
+  return HyTraSpace(restricted=False)
+
+
+@pytest.mark.parametrize('name', sorted(TABLE1))
+def test_named_madds_match_the_paper(space, name):
+  d = space.describe_named(name)
+  assert abs(d['flops'] / 1e9 - TABLE1[name]) <= 0.1 + 1e-9, d
+
+
+def test_exact_official_counter_figures(space):
+  d = space.describe_named('BossNet-T0')
+  assert d['flops'] == 3_441_888_768  # boss_madds.py, without SE
+  assert round(d['params'] / 1e6, 2) == 37.23
+  assert space.describe_named('BossNet-T0', 288)['flops_G'] == pytest.approx(
+      5.7, abs=0.05)
+  assert space.describe_named('BossNet-T1', 256)['flops_G'] == pytest.approx(
+      10.5, abs=0.05)
+
+
+def test_counts():
+  assert HyTraSpace(restricted=False).count() == 2_818_103
+  restricted = HyTraSpace()
+  assert restricted.count() == 2_777_600
+  # the block tables cover exactly the restricted space
+  total = 0
+  for p0 in restricted.block_paths(0):
+    for p1 in restricted.block_paths(1, (p0,)):
+      n2 = {}
+      for p2 in restricted.block_paths(2, (p0, p1)):
+        key = int(p2[-1])
+        if key not in n2:
+          n2[key] = len(restricted.block_paths(3, (p0, p1, p2)))
+        total += n2[key]
+  assert total == restricted.count()
+
+
+def test_encodings_round_trip(space):
+  for name, stages in NAMED.items():
+    arch = space.parse(name)
+    assert space.to_stages(arch) == stages
+    assert space.from_string(space.to_string(arch)) is not None
+    np.testing.assert_array_equal(space.flatten(space.from_string(
+        space.to_string(arch))), space.flatten(arch))
+  with pytest.raises(ValueError, match='only at 1/16 and 1/32'):
+    space.from_stages([[0], [1], [1] * 7, [1] * 7])
+  with pytest.raises(ValueError, match='16 block types'):
+    space.from_stages([[1], [1], [1], [1]])
+
+
+def test_describe_cli_and_picture(tmp_path):
+  png = tmp_path / 't0.png'
+  out = subprocess.run([sys.executable, '-m', 'bossnax.describe',
+                        '--space=hytra', '--arch=BossNet-T0',
+                        f'--picture={png}'], capture_output=True, text=True,
+                       cwd=ROOT, check=True)
+  d = json.loads(out.stdout)
+  assert d['flops'] == 3_441_888_768 and png.stat().st_size > 5000
+  bad = subprocess.run([sys.executable, '-m', 'bossnax.describe',
+                        '--space=hytra', '--arch=BossNet-T9'],
+                       capture_output=True, text=True, cwd=ROOT)
+  assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1

@@ -223,21 +223,29 @@ class Trainer:
       target = (jax.lax.stop_gradient(ssl.ensemble_target(z1)),
                 jax.lax.stop_gradient(ssl.ensemble_target(z2)))
       # Online paths in chunks of `path_chunk`: a chunk runs side by side,
-      # chunks one after another, so activation memory is one chunk's.
+      # chunks one after another in a loop, so activation memory is one
+      # chunk's.
       n = t.paths_per_step
       chunk = t.path_chunk if 0 < t.path_chunk < n else n
       if n % chunk:
         raise ValueError(f'train.path_chunk={chunk} must divide '
                          f'train.paths_per_step={n}')
-      losses = []
-      for c in range(0, n, chunk):
-        sl = slice(c, c + chunk)
-        pv1, pv2 = (v1[sl], v2[sl]) if per_path else (v1, v2)
-        (_, (loss, stats)), g = grad_fn(params, stats, target, archs[sl], pv1,
-                                       pv2, block, per_path)
-        grads = jax.tree.map(jnp.add, grads, g)
-        losses.append(loss)
-      return (grads, stats, tstats), sum(losses) / len(losses)
+
+      def one_chunk(carry, xs):
+        grads, stats = carry
+        a, pv1, pv2 = xs if per_path else (xs, v1, v2)
+        (_, (loss, stats)), g = grad_fn(params, stats, target, a, pv1, pv2,
+                                       block, per_path)
+        return (jax.tree.map(jnp.add, grads, g), stats), loss
+
+      if chunk == n:  # no loop: XLA:CPU runs convs inside loops slowly
+        xs = (archs, v1, v2) if per_path else archs
+        (grads, stats), loss = one_chunk((grads, stats), xs)
+        return (grads, stats, tstats), loss
+      split = lambda x: x.reshape(n // chunk, chunk, *x.shape[1:])
+      xs = (split(archs), split(v1), split(v2)) if per_path else split(archs)
+      (grads, stats), losses = jax.lax.scan(one_chunk, (grads, stats), xs)
+      return (grads, stats, tstats), losses.mean()
 
     zeros = jax.tree.map(jnp.zeros_like, params)
     accum = images.shape[0]

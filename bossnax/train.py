@@ -146,8 +146,8 @@ class Trainer:
     return jax.jit(self._init_state, out_shardings=rep)(jax.random.key(seed))
 
   def start_block(self, state: State, block: int) -> State:
-    """Fresh optimiser and step counter for a new block (schedules restart);
-    the target starts again from the online network."""
+    """Fresh optimiser and step counter for a new block (learning-rate and
+    EMA schedules restart); the target network carries on as it is."""
     tx = make_optimizer(self.config.train, self.schedule, state['params'],
                         self.space, block)
     rep = parallel.replicated(self.mesh)

@@ -63,8 +63,13 @@ def main(argv=None):
   if parallel.is_main_process():
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=1))
-  _, meta = run.train_and_search()
-  run.close()
+  try:
+    _, meta = run.train_and_search()
+  except (ValueError, RuntimeError) as e:  # e.g. no readable checkpoint
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
+    return 2
+  finally:
+    run.close()
   ranking = write_results(config, run.space, meta, workdir)
   if not parallel.is_main_process():
     return 0

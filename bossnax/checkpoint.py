@@ -46,6 +46,10 @@ class Checkpointer:
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template),
             meta=ocp.args.JsonRestore()))
+        # Orbax skips saves at or below the newest step on disk: drop the
+        # unreadable newer ones so the resumed run can save over them.
+        for bad in (s for s in steps if s > step):
+          self._manager.delete(bad)
         return step, out['state'], out['meta']
       except Exception as e:  # any unreadable checkpoint: try the previous
         first = (str(e).strip().splitlines() or [repr(e)])[0][:300]

@@ -25,7 +25,7 @@ from bossnax.train import Trainer  # noqa: E402
 
 def main(argv):
   config, flags = parse_args(argv, {'steps': '20', 'warmup': '3',
-                                    'block': '0'})
+                                    'block': '0', 'peak_tflops': '0'})
   steps, warmup, block = (int(flags['steps']), int(flags['warmup']),
                           int(flags['block']))
   space = make_space(config.space)
@@ -47,6 +47,9 @@ def main(argv):
   tic = time.perf_counter()
   compiled = step.lower(state, images, key, table, prefix).compile()
   compile_s = time.perf_counter() - tic
+  cost = compiled.cost_analysis()
+  cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+  flops = float((cost or {}).get('flops', 0.0))  # XLA's count, whole step
   for _ in range(warmup):
     state, m = compiled(state, images, key, table, prefix)
   jax.block_until_ready(state)
@@ -63,6 +66,14 @@ def main(argv):
   print(f'compile {compile_s:.1f} s; {warmup} warm-up, {steps} timed steps: '
         f'{dt * 1e3:.1f} ms/step, {n / dt:.0f} images/s, '
         f'{n * t.paths_per_step / dt:.0f} image-paths/s')
+  if flops:
+    # XLA's FLOPs count masked channels at full width: this is the rate the
+    # hardware runs, not the FLOPs of the narrow paths sampled.
+    line = f'XLA-counted {flops / 1e9:.1f} GFLOP/step, {flops / dt / 1e12:.1f} TFLOP/s'
+    peak = float(flags['peak_tflops'])
+    if peak:
+      line += f', {100 * flops / dt / 1e12 / peak:.1f}% of {peak:.0f} TFLOP/s'
+    print(line)
 
 
 if __name__ == '__main__':

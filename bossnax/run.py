@@ -55,7 +55,7 @@ def _prefix_vector(space, paths):
 class Run:
   """Builds everything from a config; `train_and_search()` does the work."""
 
-  def __init__(self, config, workdir):
+  def __init__(self, config, workdir, write_metrics=True):
     self.config = config
     self.workdir = workdir
     parallel.maybe_initialize_distributed(config.distributed)
@@ -75,7 +75,7 @@ class Run:
     self.lambdas = _lambdas(config, self.space.num_blocks)
     self.ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'),
                              max_to_keep=t.keep_checkpoints)
-    self.writer = MetricWriter(workdir)
+    self.writer = MetricWriter(workdir) if write_metrics else None
 
   # -- inputs of the search -------------------------------------------------------
   def _search_images(self):
@@ -84,15 +84,21 @@ class Run:
     n = min(n_val, s.num_images) if s.num_images else n_val
     val, _ = self.source.get('test', np.arange(n))
     calib, _ = self.source.get('train', np.arange(s.calib_batch))
+    # Every image counts: pad the last batch, with weight 0.
+    pad = (-n) % s.batch_size
+    weights = np.concatenate([np.ones(n, np.float32),
+                              np.zeros(pad, np.float32)])
+    val = np.concatenate([val, np.repeat(val[-1:], pad, 0)])
     # Each process keeps its share of the fixed batches (multi-host).
     pc, pi = jax.process_count(), jax.process_index()
     per = s.batch_size // pc
-    n = n - n % s.batch_size
-    val = val[:n].reshape(-1, pc, per, *val.shape[1:])[:, pi].reshape(
-        -1, *val.shape[1:])
+
+    def mine(a):
+      return a.reshape(-1, pc, per, *a.shape[1:])[:, pi].reshape(
+          -1, *a.shape[1:])
     cper = s.calib_batch // pc
     calib = calib[pi * cper:(pi + 1) * cper]
-    return val, calib
+    return mine(val), mine(weights), calib
 
   # -- the loop -----------------------------------------------------------------------
   def train_and_search(self):
@@ -111,7 +117,7 @@ class Run:
                    meta['block_step'])
     key = jax.device_put(jax.random.key(self.config.seed),
                          parallel.replicated(self.mesh))
-    val, calib = self._search_images()
+    val, val_w, calib = self._search_images()
 
     for k in range(meta['block'], K):
       pool = _pool_from_meta(self.space, meta)
@@ -150,7 +156,8 @@ class Run:
       for paths, _ in pool:
         prefix = _prefix_vector(self.space, paths)
         tic = time.time()
-        tab, losses = self.scorer.score_block(state, k, prefix, val, calib)
+        tab, losses = self.scorer.score_block(state, k, prefix, val, calib,
+                                              val_w)
         log.info('block %d: scored %d paths in %.1fs', k, len(tab),
                      time.time() - tic)
         tables.append((tab, losses))
@@ -174,7 +181,8 @@ class Run:
 
   def close(self):
     self.ckpt.close()
-    self.writer.close()
+    if self.writer is not None:
+      self.writer.close()
 
 
 # ---------------------------------------------------------------------------

@@ -82,8 +82,9 @@ class Scorer:
                           arch, calib, block))
     return map_paths(one, archs, s.path_chunk, self.space.path_batching)
 
-  def _losses(self, state, stats, archs, v1, v2, *, block):
-    """Per-path summed loss over this batch of view pairs: [P]."""
+  def _losses(self, state, stats, archs, v1, v2, w, *, block):
+    """Per-path loss summed over this batch of view pairs (weights w: 0 for
+    padding): [P]."""
     s = self.config.search
     idx = jnp.arange(archs.shape[0])
     chunk, batching = s.path_chunk, self.space.path_batching
@@ -101,7 +102,7 @@ class Scorer:
       _, q1 = self._apply(state['params'], st, v1, archs[i], block)
       _, q2 = self._apply(state['params'], st, v2, archs[i], block)
       loss = ssl.regression_loss(q1, c2) + ssl.regression_loss(q2, c1)
-      return loss.sum()
+      return (loss * w).sum()
 
     z1, z2 = map_paths(lambda a: target(a[0]), idx[:, None], chunk, batching)
     c1, c2 = z1.mean(0), z2.mean(0)  # the population centre of each view
@@ -115,25 +116,32 @@ class Scorer:
       calib = jax.jit(functools.partial(self._calibrate_all, block=block),
                       in_shardings=(rep, rep, data), out_shardings=rep)
       losses = jax.jit(functools.partial(self._losses, block=block),
-                       in_shardings=(rep, rep, rep, data, data),
+                       in_shardings=(rep, rep, rep, data, data, data),
                        out_shardings=rep)
       self._fns[block] = (calib, losses)
     return self._fns[block]
 
   # -- fixed inputs -----------------------------------------------------------------
-  def view_pairs(self, images: np.ndarray, batch_size: int):
-    """Fixed view pairs, batch by batch: same seed, same views every call."""
+  def view_pairs(self, images: np.ndarray, batch_size: int, weights=None):
+    """Fixed view pairs, batch by batch: same seed, same views every call.
+
+    Yields (v1, v2, w): the last batch is padded with copies of the last
+    image and weight 0, so every validation image counts and no shape
+    changes (one compiled program). `images` (and `weights`, 1 = real image)
+    are this host's part.
+    """
     key = jax.random.split(jax.random.key(self.config.search.seed))[0]
-    local = batch_size // jax.process_count()  # `images` is this host's part
-    n = images.shape[0] - images.shape[0] % local
-    if n == 0:
-      raise ValueError(f'search needs at least search.batch_size='
-                       f'{batch_size} validation images, got '
-                       f'{images.shape[0] * jax.process_count()}: lower '
-                       '--config.search.batch_size')
-    for b, start in enumerate(range(0, n, local)):
+    local = batch_size // jax.process_count()
+    if weights is None:
+      weights = np.ones(images.shape[0], np.float32)
+    pad = (-images.shape[0]) % local
+    if pad:
+      images = np.concatenate([images, np.repeat(images[-1:], pad, 0)])
+      weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+    for b, start in enumerate(range(0, images.shape[0], local)):
       x = parallel.global_batch(self.mesh, images[start:start + local])
-      yield self.view_fn(jax.random.fold_in(key, b), x)
+      w = parallel.global_batch(self.mesh, weights[start:start + local])
+      yield (*self.view_fn(jax.random.fold_in(key, b), x), w)
 
   def calib_input(self, images: np.ndarray):
     """The fixed recalibration batch: both training views of fixed images."""
@@ -149,20 +157,22 @@ class Scorer:
     return table, archs
 
   # -- entry points -----------------------------------------------------------------
-  def score_block(self, state, block, prefix, val_images, calib_images):
+  def score_block(self, state, block, prefix, val_images, calib_images,
+                  val_weights=None):
     """(table [P, L_k], mean loss per path [P]) for block `block`."""
     s = self.config.search
     table, archs = self.block_archs(block, prefix)
     calib_fn, loss_fn = self._compiled(block)
     archs_dev = jnp.asarray(archs)
     stats = calib_fn(state, archs_dev, self.calib_input(calib_images))
-    total, count = 0.0, 0
-    for v1, v2 in self.view_pairs(val_images, s.batch_size):
-      total = total + loss_fn(state, stats, archs_dev, v1, v2)
-      count += v1.shape[0]
-    return table, np.asarray(total) / count
+    total, count = 0.0, 0.0
+    for v1, v2, w in self.view_pairs(val_images, s.batch_size, val_weights):
+      total = total + loss_fn(state, stats, archs_dev, v1, v2, w)
+      count = count + w.sum()
+    return table, np.asarray(total) / float(count)
 
-  def score_block_loop(self, state, block, prefix, val_images, calib_images):
+  def score_block_loop(self, state, block, prefix, val_images, calib_images,
+                       val_weights=None):
     """The same scores, one path at a time in Python (reference and
     benchmark baseline)."""
     s = self.config.search
@@ -176,8 +186,8 @@ class Scorer:
     norm = ssl.normalize if s.centre == 'normalized' else (
         lambda z: z.astype(jnp.float32))
     totals = np.zeros(len(archs))
-    count = 0
-    for v1, v2 in self.view_pairs(val_images, s.batch_size):
+    count = 0.0
+    for v1, v2, w in self.view_pairs(val_images, s.batch_size, val_weights):
       zs1, zs2 = [], []
       for a, (_, st) in zip(archs, per_path):
         zs1.append(norm(apply_fn(state['target_params'], st, v1, a)[0]))
@@ -186,9 +196,9 @@ class Scorer:
       for p, (a, (st, _)) in enumerate(zip(archs, per_path)):
         q1 = apply_fn(state['params'], st, v1, a)[1]
         q2 = apply_fn(state['params'], st, v2, a)[1]
-        totals[p] += float((ssl.regression_loss(q1, c2) +
-                            ssl.regression_loss(q2, c1)).sum())
-      count += v1.shape[0]
+        totals[p] += float(((ssl.regression_loss(q1, c2) +
+                             ssl.regression_loss(q2, c1)) * w).sum())
+      count += float(w.sum())
     return table, totals / count
 
 

@@ -264,7 +264,12 @@ class Trainer:
     tau = ssl.ema_momentum(step, self.steps_per_block, t.ema_base)
     new_state = {
         'params': params,
-        'target_params': ssl.ema_update(tparams, params, tau),
+        # Only the current block's target moves: finished blocks stay as
+        # they were scored, so the final state re-scores them exactly.
+        'target_params': jax.tree.map(
+            lambda m, new, old: jnp.where(m, new, old),
+            block_mask(tparams, self.space, block),
+            ssl.ema_update(tparams, params, tau), tparams),
         'batch_stats': stats,
         'target_batch_stats': tstats,
         'opt_state': opt_state,

@@ -101,9 +101,11 @@ def get_config(preset: str = ''):
     _quick(c)
   elif preset == 'tiny':
     _tiny(c)
+  elif preset == 'real':
+    _real(c)
   elif preset:
-    raise ValueError(f'unknown preset {preset!r}: use nats_cifar10.py:quick '
-                     'or :tiny')
+    raise ValueError(f'unknown preset {preset!r}: use nats_cifar10.py:quick, '
+                     ':real or :tiny')
   return c
 
 
@@ -131,6 +133,23 @@ def _quick(c):
   c.search.batch_size = 32
   c.search.calib_batch = 16
   c.search.path_chunk = 64
+  c.search.truth_file = '../shared/benchmarks/nats_sss_cifar10_sample2048.csv'
+
+
+def _real(c):
+  """The real-data run of docs/results.md: the paper's networks, heads and
+  8 fair paths on the 5,085 real CIFAR-10 training images of ../shared (one
+  GPU, minutes); the 1,017 test images give the validation view pairs."""
+  c.data.source = 'npz'
+  c.data.path = '../shared/data/cifar10_real_subset.npz'
+  c.train.batch_size = 256
+  c.train.accum_steps = 1
+  c.train.epochs_per_block = 50
+  c.train.warmup_epochs = 2.0
+  c.train.log_every_steps = 19
+  c.train.checkpoint_every_steps = 400
+  c.search.batch_size = 256
+  c.search.calib_batch = 256
   c.search.truth_file = '../shared/benchmarks/nats_sss_cifar10_sample2048.csv'
 
 

@@ -43,6 +43,25 @@ def test_vectorised_scores_equal_per_path_loop(setup, recalibrate, centre,
   assert np.ptp(vec) > 0  # paths are told apart
 
 
+def test_ragged_last_batch_counts_every_image_once(setup):
+  """20 images at batch 16: the padded tail weighs nothing, so the scores
+  equal those of 32 images of which the last 12 have weight 0 (same views
+  for the first 20), and the per-path loop agrees."""
+  c, space, trainer, state, val, calib = setup
+  c = c.copy_and_resolve_references()
+  c.search.batch_size = 16
+  scorer = search.Scorer(c, space, trainer.model, trainer.mesh)
+  prefix = np.array([1, 0, 0, 0, 0], np.int32)
+  _, ragged = scorer.score_block(state, 1, prefix, val[:20], calib)
+  w = np.r_[np.ones(20), np.zeros(12)].astype(np.float32)
+  _, weighted = scorer.score_block(state, 1, prefix, val, calib, w)
+  _, full = scorer.score_block(state, 1, prefix, val, calib)
+  _, loop = scorer.score_block_loop(state, 1, prefix, val[:20], calib)
+  np.testing.assert_allclose(ragged, weighted, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ragged, loop, rtol=1e-4, atol=1e-5)
+  assert np.abs(ragged - full).max() > 1e-6  # the 12 extra images do count
+
+
 def test_beam_and_architecture_scores_by_hand():
   space = make_space(tiny_config().space)  # 3 blocks: 2, 2 and 1 layers
   t0 = (space.block_paths(0), np.array([0.5, 0.1, 0.3, 0.2]))

@@ -105,15 +105,16 @@ def test_step_trains_only_the_current_block(trainer8):
   init = jax.device_get(trainer8.init_state(0))
   state, _ = _run_steps(trainer8, 1, 1, prefix=np.array([3, 5, 0, 0, 0]))
   mask = block_mask(init['params'], trainer8.space, 1)
-  changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), init['params'],
-                         state['params'])
-  for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
-    c = changed
-    for k in path:
-      c = c[getattr(k, 'key', k)]
-    if not m:
-      assert not c, f'frozen parameter changed: {_names(path)}'
-  assert any(jax.tree.leaves(changed))
+  for tree in ('params', 'target_params'):  # the EMA target too
+    changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), init[tree],
+                           state[tree])
+    for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
+      c = changed
+      for k in path:
+        c = c[getattr(k, 'key', k)]
+      if not m:
+        assert not c, f'frozen {tree} changed: {_names(path)}'
+    assert any(jax.tree.leaves(changed)), tree
 
 
 def test_path_chunks_give_the_same_update(trainer8):

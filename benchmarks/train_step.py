@@ -5,7 +5,8 @@
 
 Random uint8 images of the config's shape; the block is --block (default 0).
 Compiles ahead of time (reported apart), runs --warmup steps, then times
---steps steps with block_until_ready.
+--steps steps with block_until_ready. --profile_dir=DIR traces 3 more steps
+(a Perfetto trace under DIR; benchmarks/trace_summary.py sums it by kernel).
 """
 
 import os
@@ -25,7 +26,8 @@ from bossnax.train import Trainer  # noqa: E402
 
 def main(argv):
   config, flags = parse_args(argv, {'steps': '20', 'warmup': '3',
-                                    'block': '0', 'peak_tflops': '0'})
+                                    'block': '0', 'peak_tflops': '0',
+                                    'profile_dir': ''})
   steps, warmup, block = (int(flags['steps']), int(flags['warmup']),
                           int(flags['block']))
   space = make_space(config.space)
@@ -58,6 +60,11 @@ def main(argv):
     state, m = compiled(state, images, key, table, prefix)
   jax.block_until_ready(state)
   dt = (time.perf_counter() - tic) / steps
+  if flags['profile_dir']:  # a few more steps under the profiler
+    with jax.profiler.trace(flags['profile_dir'], create_perfetto_trace=True):
+      for _ in range(3):
+        state, m = compiled(state, images, key, table, prefix)
+      jax.block_until_ready(state)
   n = t.batch_size * t.accum_steps
   print(f'device: {jax.devices()[0].device_kind} x{mesh.devices.size}')
   print(f'space {space.name} block {block}: batch {n} '

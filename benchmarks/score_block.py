@@ -29,6 +29,7 @@ def main(argv):
   block, n, repeats = (int(flags['block']), int(flags['images']),
                        int(flags['repeats']))
   config.search.batch_size = min(config.search.batch_size, n)
+  parallel.enable_compilation_cache(config.compilation_cache_dir)
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)

@@ -30,6 +30,7 @@ def main(argv):
                                     'profile_dir': ''})
   steps, warmup, block = (int(flags['steps']), int(flags['warmup']),
                           int(flags['block']))
+  parallel.enable_compilation_cache(config.compilation_cache_dir)
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)

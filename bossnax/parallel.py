@@ -97,3 +97,17 @@ def global_batch(mesh: Mesh, local: np.ndarray, batch_axis: int = 0):
 
 def is_main_process() -> bool:
   return jax.process_index() == 0
+
+
+def enable_compilation_cache(cache_dir: str) -> None:
+  """Persistent XLA compilation cache in `cache_dir` ('' = leave off).
+
+  A restarted or resumed run, a re-score and a benchmark then load their
+  compiled programs instead of compiling again (tens of seconds per block on
+  a GPU). Thresholds are lowered so every program is cached, small ones too.
+  """
+  if not cache_dir:
+    return
+  jax.config.update('jax_compilation_cache_dir', cache_dir)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0.0)
+  jax.config.update('jax_persistent_cache_min_entry_size_bytes', 0)

@@ -59,6 +59,7 @@ class Run:
     self.config = config
     self.workdir = workdir
     parallel.maybe_initialize_distributed(config.distributed)
+    parallel.enable_compilation_cache(config.compilation_cache_dir)
     self.space = make_space(config.space)
     self.mesh = parallel.make_mesh(config.num_devices)
     self.source = make_source(config.data)

@@ -22,6 +22,7 @@ def get_config(preset: str = ''):
   c.seed = 0
   c.dtype = 'float32'  # 'bfloat16': bf16 compute, f32 params and optimiser
   c.num_devices = 0  # 0 = all devices
+  c.compilation_cache_dir = ''  # persistent XLA cache; '' = off
 
   c.space = ml_collections.ConfigDict()
   c.space.name = 'nats'
@@ -69,6 +70,7 @@ def get_config(preset: str = ''):
   c.train.path_chunk = 0  # online paths run side by side per chunk; 0 = all
   # (a smaller chunk bounds activation memory: 8 paths x 256 images of the
   # widest net need ~70 GB at once)
+  c.train.remat = False  # recompute activations in the backward pass
   c.train.views_per_path = False  # True: each path gets its own view pair
   c.train.ema_base = 0.99
   c.train.log_every_steps = 20

@@ -131,3 +131,21 @@ def test_path_chunks_give_the_same_update(trainer8):
   np.testing.assert_allclose(m1['loss'], m2['loss'], rtol=1e-5)
   for a, b in zip(jax.tree.leaves(s1['params']), jax.tree.leaves(s2['params'])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_remat_step_equals_plain_step(trainer8):
+  """Recomputing activations in the backward pass changes memory, not
+  maths."""
+  c = tiny_config()
+  c.train.remat = True
+  remat = Trainer(c, trainer8.space, trainer8.mesh, steps_per_epoch=4)
+  state = remat.start_block(remat.init_state(0), 0)
+  args = (state, _batch(remat, seed=0), jax.random.key(0),
+          remat.space.block_paths(0), np.zeros(5, np.int32))
+  jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (trainer8, remat)]
+  # the remat primitive wraps the path forward only when asked for
+  assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1], [j.count('remat') for j in jaxprs]
+  a, _ = _run_steps(trainer8, 0, 1)
+  b, _ = _run_steps(remat, 0, 1)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

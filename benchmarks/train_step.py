@@ -6,7 +6,8 @@
 Random uint8 images of the config's shape; the block is --block (default 0).
 Compiles ahead of time (reported apart), runs --warmup steps, then times
 --steps steps with block_until_ready. --profile_dir=DIR traces 3 more steps
-(a Perfetto trace under DIR; benchmarks/trace_summary.py sums it by kernel).
+(a Perfetto trace under DIR). --compile_only=true stops after printing the
+compiled step's memory (XLA's buffer assignment): remat and chunking figures.
 """
 
 import os
@@ -27,7 +28,7 @@ from bossnax.train import Trainer  # noqa: E402
 def main(argv):
   config, flags = parse_args(argv, {'steps': '20', 'warmup': '3',
                                     'block': '0', 'peak_tflops': '0',
-                                    'profile_dir': ''})
+                                    'profile_dir': '', 'compile_only': 'false'})
   steps, warmup, block = (int(flags['steps']), int(flags['warmup']),
                           int(flags['block']))
   parallel.enable_compilation_cache(config.compilation_cache_dir)
@@ -53,6 +54,13 @@ def main(argv):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float((cost or {}).get('flops', 0.0))  # XLA's count, whole step
+  mem = compiled.memory_analysis()
+  if mem is not None:  # XLA's buffer assignment of the compiled step
+    print(f'compiled step: {mem.temp_size_in_bytes / 2**30:.2f} GiB of '
+          f'temporaries, {mem.argument_size_in_bytes / 2**30:.2f} GiB of '
+          f'arguments (compile {compile_s:.1f} s)')
+  if flags['compile_only'].lower() in ('1', 'true'):
+    return
   for _ in range(warmup):
     state, m = compiled(state, images, key, table, prefix)
   jax.block_until_ready(state)

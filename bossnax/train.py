@@ -103,7 +103,8 @@ class Trainer:
     self.image_shape = tuple(image_shape)
     t = config.train
     self.steps_per_block = max(1, t.epochs_per_block * steps_per_epoch)
-    self.model = ssl.Siamese(space.supernet(config.model.embed_dim),
+    self.model = ssl.Siamese(space.supernet(config.model.embed_dim,
+                                            remat=bool(t.remat)),
                              space.num_blocks,
                              config.model.proj_hidden, config.model.proj_dim,
                              config.model.pred_hidden)
@@ -173,13 +174,6 @@ class Trainer:
                                        mode='train', mutable=['batch_stats'])
       return (z1, q1, z2, q2), upd['batch_stats']
 
-    if self.config.train.remat:
-      # Keep only each path's inputs and outputs for the backward pass and
-      # recompute the activations: about one more forward pass of compute
-      # for activation memory that no longer grows with depth (large
-      # batches, HyTra at 224px). Nothing inside is saved (no policy): the
-      # saving that matters is the convolution activations.
-      one = jax.checkpoint(one)
     vaxis = 0 if per_path else None
     if self.space.path_batching == 'vmap':
       outs, new = jax.vmap(one, in_axes=(0, vaxis, vaxis))(archs, v1, v2)

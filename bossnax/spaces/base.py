@@ -180,10 +180,13 @@ class SearchSpace:
     """Write a PNG picture of `arch` (spaces with a layout worth drawing)."""
     raise NotImplementedError(f'the {self.name} space draws no picture')
 
-  def supernet(self, embed_dim: int) -> Any:
+  def supernet(self, embed_dim: int, remat: bool = False) -> Any:
     """The weight-sharing flax module. Its contract (docs/architecture.md):
 
     module(x, arch_flat, block=k, mode=..., output='embed') -> [B, D]
+
+    remat=True: the module recomputes each layer's activations in the
+    backward pass (per-layer rematerialisation).
     embedding of block k's output (through its width adapter); earlier blocks
     run under stop_gradient; `mode` is a batch-norm mode of nn/switchable.py.
     Initialising it creates the variables of every block.

@@ -230,7 +230,7 @@ class HyTraSpace(SearchSpace):
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-  def supernet(self, embed_dim):
+  def supernet(self, embed_dim, remat=False):
     raise NotImplementedError(
         'the HyTra supernet is not built yet (docs/hytra.md): describe, '
         'counts and pictures work; training and search run on nats')

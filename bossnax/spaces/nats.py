@@ -124,6 +124,9 @@ class NATSNetwork(nn.Module):
   block_layers: tuple  # layer indices per block, e.g. ((0, 1), (2, 3), (4,))
   embed_dim: int = 256
   num_classes: int = 10
+  # Recompute each cell's / residual block's activations in the backward
+  # pass: activation memory of one layer instead of the whole network.
+  remat: bool = False
 
   def _widths(self, arch):
     tables = [jnp.asarray(c, jnp.int32) for c in self.channel_choices]
@@ -148,17 +151,22 @@ class NATSNetwork(nn.Module):
         return 'frozen'
       return mode
 
+    # `mode` (a string) is static: argument 6 of a cell, 4 of a res block
+    # (flax counts the module itself as argument 0).
+    Cell = nn.remat(_Cell, static_argnums=(6,)) if self.remat else _Cell
+    Res = nn.remat(_ResBlock, static_argnums=(4,)) if self.remat else _ResBlock
+
     def run_layer(i, h):
       m = layer_mode(i)
       if i == 0:
         h = _ConvBN(cmax[0], nw[0], relu_first=False, name='stem')(
             h, arch[0], masks[0], m)
-        return _Cell(cmax[0], nw[0], name='cell0')(
+        return Cell(cmax[0], nw[0], name='cell0')(
             h, widths[0], widths[0], arch[0], masks[0], m)
       if i in (1, 3):
-        return _ResBlock(cmax[i], nw[i], name=f'res{i // 2}')(
+        return Res(cmax[i], nw[i], name=f'res{i // 2}')(
             h, arch[i], masks[i], m)
-      return _Cell(cmax[i], nw[i], name=f'cell{i // 2}')(
+      return Cell(cmax[i], nw[i], name=f'cell{i // 2}')(
           h, widths[i - 1], widths[i], arch[i], masks[i], m)
 
     outs = {}
@@ -296,11 +304,12 @@ class NATSSpace(SearchSpace):
       idx = idx * len(self.widths) + int(i)
     return idx
 
-  def supernet(self, embed_dim: int | None = None) -> NATSNetwork:
+  def supernet(self, embed_dim: int | None = None,
+               remat: bool = False) -> NATSNetwork:
     return NATSNetwork(channel_choices=(self.widths,) * 5,
                        block_layers=self.block_split,
                        embed_dim=embed_dim or self.embed_dim,
-                       num_classes=self.num_classes)
+                       num_classes=self.num_classes, remat=remat)
 
   def param_block(self, path):
     layer = _layer_of(path, self.block_split)

@@ -38,8 +38,14 @@ class Siamese(nn.Module):
   proj_dim: int = 128
   pred_hidden: int = 512
 
+  def prefix(self, x, arch, *, block: int):
+    """Output of the finished blocks before `block` (frozen, no gradient):
+    the same for every path of a step, so the trainer computes it once."""
+    return jax.lax.stop_gradient(self.backbone(
+        x, arch, block=block - 1, mode='frozen', output='features'))
+
   @nn.compact
-  def __call__(self, x, arch, *, block: int, mode: str):
+  def __call__(self, x, arch, *, block: int, mode: str, start=False):
     proj = [MLP(self.proj_hidden, self.proj_dim, name=f'projector{b}')
             for b in range(self.num_blocks)]
     pred = [MLP(self.pred_hidden, self.proj_dim, name=f'predictor{b}')
@@ -49,7 +55,8 @@ class Siamese(nn.Module):
       outs = [(proj[b](e, mode), pred[b](proj[b](e, mode), mode))
               for b, e in enumerate(embeds)]
       return outs[block]
-    e = self.backbone(x, arch, block=block, mode=mode, output='embed')
+    e = self.backbone(x, arch, block=block, mode=mode, output='embed',
+                      start=start)
     z = proj[block](e, mode)
     return z, pred[block](z, mode)
 

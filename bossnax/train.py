@@ -165,13 +165,23 @@ class Trainer:
       params = jax.tree.map(lambda p: p.astype(self.dtype), params)
       v1, v2 = v1.astype(self.dtype), v2.astype(self.dtype)
 
+    # The finished blocks' output is the same for every path (same views,
+    # same prefix, frozen statistics): compute it once, not once per path.
+    start = bool(block > 0 and not per_path and self.config.train.cache_prefix)
+    if start:
+      variables = {'params': params, 'batch_stats': stats}
+      v1, v2 = (self.model.apply(variables, v, archs[0], block=block,
+                                 method=ssl.Siamese.prefix) for v in (v1, v2))
+
     def one(arch, x1, x2):
       variables = {'params': params, 'batch_stats': stats}
       (z1, q1), upd = self.model.apply(variables, x1, arch, block=block,
-                                       mode='train', mutable=['batch_stats'])
+                                       mode='train', start=start,
+                                       mutable=['batch_stats'])
       variables = {'params': params, 'batch_stats': upd['batch_stats']}
       (z2, q2), upd = self.model.apply(variables, x2, arch, block=block,
-                                       mode='train', mutable=['batch_stats'])
+                                       mode='train', start=start,
+                                       mutable=['batch_stats'])
       return (z1, q1, z2, q2), upd['batch_stats']
 
     vaxis = 0 if per_path else None

@@ -71,6 +71,7 @@ def get_config(preset: str = ''):
   # (a smaller chunk bounds activation memory: 8 paths x 256 images of the
   # widest net need ~70 GB at once)
   c.train.remat = False  # recompute activations in the backward pass
+  c.train.cache_prefix = True  # finished blocks' output once per step, not per path
   c.train.views_per_path = False  # True: each path gets its own view pair
   c.train.ema_base = 0.99
   c.train.log_every_steps = 20

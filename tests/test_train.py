@@ -149,3 +149,27 @@ def test_remat_step_equals_plain_step(trainer8):
   b, _ = _run_steps(remat, 0, 1)
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('block,prefix', [(1, [3, 5, 0, 0, 0]),
+                                          (2, [1, 0, 1, 1, 0])])
+def test_prefix_once_per_step_equals_prefix_per_path(trainer8, block, prefix):
+  """The finished blocks' output computed once for all paths gives the same
+  step as running every path from the image (and it is not the same
+  program: the cached one runs the prefix once)."""
+  c = tiny_config()
+  c.train.cache_prefix = False
+  plain = Trainer(c, trainer8.space, trainer8.mesh, steps_per_epoch=4)
+  assert trainer8.config.train.cache_prefix
+  prefix = np.array(prefix, np.int32)
+  a, ma = _run_steps(trainer8, block, 2, prefix=prefix)
+  b, mb = _run_steps(plain, block, 2, prefix=prefix)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+  np.testing.assert_allclose(ma['loss'], mb['loss'], rtol=1e-5)
+  state = trainer8.start_block(trainer8.init_state(0), block)
+  args = (state, _batch(trainer8, seed=0), jax.random.key(0),
+          trainer8.space.block_paths(block), prefix)
+  sizes = [len(str(t.step_fn(block).trace(*args).jaxpr))
+           for t in (trainer8, plain)]
+  assert sizes[0] != sizes[1]

@@ -118,7 +118,9 @@ class NATSNetwork(nn.Module):
     output='features' block `block`'s output map, masked;
     output='logits'   the whole network with its classifier.
   Blocks before `block` run under stop_gradient; while training they use batch
-  statistics without updating them (they are finished).
+  statistics without updating them (they are finished). start=True: `x` is
+  already the output of block `block - 1` (computed once for all paths of a
+  step), and only block `block` runs.
   """
   channel_choices: tuple  # per layer, e.g. ((8, ..., 64),) * 5
   block_layers: tuple  # layer indices per block, e.g. ((0, 1), (2, 3), (4,))
@@ -134,7 +136,7 @@ class NATSNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, x, arch, *, block: int | None = None, mode='train',
-               output='embed'):
+               output='embed', start: bool = False):
     nw = [len(c) for c in self.channel_choices]
     cmax = [max(c) for c in self.channel_choices]
     widths = self._widths(arch)
@@ -171,7 +173,8 @@ class NATSNetwork(nn.Module):
 
     outs = {}
     h = x
-    for i in range(last + 1):
+    first = self.block_layers[block][0] if start and not init_all else 0
+    for i in range(first, last + 1):
       h = run_layer(i, h)
       b = layer_block[i]
       if i == self.block_layers[b][-1]:

@@ -127,7 +127,8 @@ class NATSNetwork(nn.Module):
   embed_dim: int = 256
   num_classes: int = 10
   # Recompute each cell's / residual block's activations in the backward
-  # pass: activation memory of one layer instead of the whole network.
+  # pass. NATS blocks are one to three layers deep, too shallow to gain
+  # (measured in docs/performance.md); the switch is for deep blocks.
   remat: bool = False
 
   def _widths(self, arch):

@@ -185,11 +185,11 @@ class SearchSpace:
 
     module(x, arch_flat, block=k, mode=..., output='embed') -> [B, D]
 
-    remat=True: the module recomputes each layer's activations in the
-    backward pass (per-layer rematerialisation).
     embedding of block k's output (through its width adapter); earlier blocks
     run under stop_gradient; `mode` is a batch-norm mode of nn/switchable.py.
     Initialising it creates the variables of every block.
+    remat=True: the module recomputes each layer's activations in the
+    backward pass (per-layer rematerialisation).
     """
     raise NotImplementedError
 

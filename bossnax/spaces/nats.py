@@ -155,7 +155,15 @@ class NATSNetwork(nn.Module):
       return mode
 
     # `mode` (a string) is static: argument 6 of a cell, 4 of a res block
-    # (flax counts the module itself as argument 0).
+    # (flax counts the module itself as argument 0). Default policy: nothing
+    # inside a layer is saved. dots_with_no_batch_dims_saveable would change
+    # nothing here (it keeps dot_general outputs; a layer is convolutions and
+    # BN), and saving the convolutions would keep what remat is meant to drop.
+    # Per layer rather than one jax.checkpoint around each path (commit
+    # 0da785c): a single segment is recomputed whole in the backward, so it
+    # cannot lower the peak; per layer, only layer inputs live across the
+    # backward, which is what can help deep blocks. Neither saves on NATS
+    # (docs/performance.md).
     Cell = nn.remat(_Cell, static_argnums=(6,)) if self.remat else _Cell
     Res = nn.remat(_ResBlock, static_argnums=(4,)) if self.remat else _ResBlock
 

@@ -123,8 +123,9 @@ def eval_view(images, mean, std):
   return normalize(images.astype(jnp.float32) / 255.0, mean, std)
 
 
-def make_view_fn(cfg):
-  """fn(key, images uint8 [N,H,W,C]) -> (view1, view2), float32 normalised."""
+def _view_fn(cfg):
+  """fn(key, images uint8 [N,H,W,C], v) -> one view, float32 normalised;
+  `v` (0 or 1) picks the per-view probabilities of blur and solarize."""
   ops = [o.strip() for o in cfg.ops.split(',') if o.strip()]
   bad = [o for o in ops if o not in OPS]
   if bad:
@@ -158,6 +159,19 @@ def make_view_fn(cfg):
     if crop_in_uint8_range:
       x = x / 255.0
     return normalize(x, cfg.mean, cfg.std)
+
+  return one_view
+
+
+def make_single_view_fn(cfg):
+  """fn(key, images uint8 [N,H,W,C]) -> one view (supervised training)."""
+  one_view = _view_fn(cfg)
+  return lambda key, images: one_view(key, images, 0)
+
+
+def make_view_fn(cfg):
+  """fn(key, images uint8 [N,H,W,C]) -> (view1, view2), float32 normalised."""
+  one_view = _view_fn(cfg)
 
   def views(key, images):
     k1, k2 = jax.random.split(key)

@@ -1,0 +1,457 @@
+"""Train one architecture from scratch with labels (a DeiT-like recipe).
+
+  python -m bossnax.retrain --config=configs/retrain_hytra.py --workdir=DIR \
+      [--config.arch=BossNet-T0] [--config.KEY=VALUE ...]
+  python -m bossnax.retrain --config=configs/retrain_hytra.py:tiny --workdir=/tmp/rt
+
+Recipe: AdamW (lr per 1024 images, scaled with the batch; no weight decay on
+biases and norms), linear warm-up then cosine decay to min_lr, label
+smoothing, mixup / cutmix on device, optional gradient clipping and weight
+EMA. Data parallel: the batch is split over a 1-D mesh, the state replicated.
+
+Writes into DIR: config.json, metrics.jsonl (and TensorBoard events),
+checkpoints/ (Orbax; started again on the same DIR it resumes), and at the
+end retrain_result.json (top-1/top-5 on the whole test split, cost, time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+log = logging.getLogger('bossnax')
+
+
+# ---------------------------------------------------------------------------
+# Pure pieces (tests check them against hand computations).
+
+def lr_schedule(tcfg, steps_per_epoch: int):
+  """step -> lr: linear warm-up from 0 to lr * batch / 1024, then cosine
+  decay to min_lr at the last step."""
+  peak = tcfg.lr * tcfg.batch_size / 1024
+  total = max(1, int(tcfg.epochs * steps_per_epoch))
+  warmup = min(int(tcfg.warmup_epochs * steps_per_epoch), total - 1)
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    t = jnp.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
+    cosine = tcfg.min_lr + 0.5 * (peak - tcfg.min_lr) * (1 + jnp.cos(jnp.pi * t))
+    return jnp.where(step < warmup, peak * step / max(warmup, 1), cosine)
+  return schedule
+
+
+def smooth_labels(labels, num_classes: int, smoothing: float):
+  """One-hot targets with `smoothing` spread evenly over all classes."""
+  off = smoothing / num_classes
+  return jax.nn.one_hot(labels, num_classes) * (1.0 - smoothing) + off
+
+
+def soft_cross_entropy(logits, targets):
+  """Per-example cross-entropy against soft targets: [B]."""
+  return -(targets * jax.nn.log_softmax(logits.astype(jnp.float32))).sum(-1)
+
+
+def cutmix_box(key, lam, height: int, width: int):
+  """A box of area about (1 - lam) of the image, centred uniformly and
+  clipped at the borders: (y0, y1, x0, x1), half-open."""
+  ky, kx = jax.random.split(key)
+  cut = jnp.sqrt(1.0 - lam)
+  ch = jnp.floor(height * cut).astype(jnp.int32)
+  cw = jnp.floor(width * cut).astype(jnp.int32)
+  cy = jax.random.randint(ky, (), 0, height)
+  cx = jax.random.randint(kx, (), 0, width)
+  return (jnp.clip(cy - ch // 2, 0, height), jnp.clip(cy + ch // 2, 0, height),
+          jnp.clip(cx - cw // 2, 0, width), jnp.clip(cx + cw // 2, 0, width))
+
+
+def mix_batch(key, images, targets, mixup_alpha=0.8, cutmix_alpha=1.0,
+              switch_prob=0.5, mix_prob=1.0):
+  """Mixup or cutmix of the batch with its reverse (one lambda per batch).
+
+  images [B, H, W, C] float, targets [B, K] soft labels. With probability
+  `mix_prob` the batch is mixed: cutmix with probability `switch_prob` when
+  both are on. Mixup: x = lam x + (1 - lam) x_rev. Cutmix pastes a box of
+  x_rev and sets lam = 1 - box area / image area (the exact share). Targets
+  get lam t + (1 - lam) t_rev. Returns (images, targets, lam).
+  """
+  if (mixup_alpha <= 0 and cutmix_alpha <= 0) or mix_prob <= 0:
+    return images, targets, jnp.ones((), jnp.float32)
+  k_do, k_switch, k_mix, k_cut, k_box = jax.random.split(key, 5)
+  rev_x, rev_t = images[::-1], targets[::-1]
+  h, w = images.shape[1:3]
+  lam, mixed = jnp.ones((), jnp.float32), images
+  if mixup_alpha > 0:
+    lam = jax.random.beta(k_mix, mixup_alpha, mixup_alpha)
+    mixed = lam * images + (1 - lam) * rev_x
+  if cutmix_alpha > 0:
+    y0, y1, x0, x1 = cutmix_box(
+        k_box, jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha), h, w)
+    rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+    box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    cut_x = jnp.where(box[None, :, :, None], rev_x, images)
+    cut_lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    use_cut = (jax.random.bernoulli(k_switch, switch_prob)
+               if mixup_alpha > 0 else True)
+    mixed = jnp.where(use_cut, cut_x, mixed)
+    lam = jnp.where(use_cut, cut_lam, lam)
+  do = jax.random.bernoulli(k_do, mix_prob)
+  lam = jnp.where(do, lam, 1.0).astype(jnp.float32)
+  images = jnp.where(do, mixed, images)
+  return images, lam * targets + (1 - lam) * rev_t, lam
+
+
+def topk_correct(logits, labels, ks=(1, 5)):
+  """Per k, float [B]: 1 where the label is among the k highest logits."""
+  _, top = jax.lax.top_k(logits, max(ks))
+  hit = top == labels[:, None]
+  return tuple(hit[:, :k].any(-1).astype(jnp.float32) for k in ks)
+
+
+def prune_unused(fn, variables):
+  """Drop the variables `fn(variables)` never reads (a module whose
+  variables are all unread goes; a module keeps all its variables when any
+  is read). A standalone network built from the supernet module creates
+  heads that its logits never use; they would only cost optimiser memory."""
+  flat, treedef = jax.tree_util.tree_flatten_with_path(variables)
+  jaxpr = jax.make_jaxpr(lambda *leaves: fn(jax.tree.unflatten(
+      treedef, leaves)))(*[v for _, v in flat]).jaxpr
+  read = {id(v) for e in jaxpr.eqns for v in e.invars}
+  read |= {id(v) for v in jaxpr.outvars}  # fn should return only outputs
+  names = lambda p: tuple(str(getattr(k, 'key', k)) for k in p)
+  used_modules = {names(p)[1:-1] for (p, _), var in zip(flat, jaxpr.invars)
+                  if id(var) in read}
+  keep = {}
+  for p, v in flat:
+    if names(p)[1:-1] in used_modules:
+      node = keep
+      for k in names(p)[:-1]:
+        node = node.setdefault(k, {})
+      node[names(p)[-1]] = v
+  return keep
+
+
+# ---------------------------------------------------------------------------
+# The run.
+
+class Retrain:
+  """Model, data, optimiser and compiled steps of one run; `fit(workdir)`
+  trains (resuming from DIR/checkpoints) and evaluates."""
+
+  def __init__(self, config):
+    from bossnax import parallel
+    from bossnax.data import augment
+    from bossnax.data.pipeline import Batches
+    from bossnax.data.sources import make_source
+    from bossnax.spaces import make_space
+    self.config = c = config
+    t = c.train
+    parallel.maybe_initialize_distributed(c.distributed)
+    parallel.enable_compilation_cache(c.compilation_cache_dir)
+    if c.dtype not in ('float32', 'bfloat16'):
+      raise ValueError(f"dtype {c.dtype!r}: use 'float32' or 'bfloat16'")
+    self.dtype = jnp.bfloat16 if c.dtype == 'bfloat16' else None
+    self.space = make_space(c.space)
+    self.arch = self.space.parse(c.arch)
+    if not hasattr(self.space, 'standalone'):
+      raise ValueError(f'the {self.space.name} space has no standalone '
+                       'network yet: pass --config.space.name=nats '
+                       '--config.arch=C0:C1:C2:C3:C4')
+    self.net, arch_vec = self.space.standalone(self.arch)
+    self.arch_vec = jnp.asarray(arch_vec, jnp.int32)
+    self.mesh = parallel.make_mesh(c.num_devices)
+    ndev = self.mesh.devices.size
+    for name, b in (('train.batch_size', t.batch_size),
+                    ('eval.batch_size', c.eval.batch_size)):
+      if b % ndev:
+        raise ValueError(f'{name}={b} does not split over {ndev} devices: '
+                         'use a multiple of the device count')
+    self.source = make_source(c.data)
+    if self.source.num_classes > self.space.num_classes:
+      raise ValueError(f'{self.source.name} has {self.source.num_classes} '
+                       f'classes but space.num_classes='
+                       f'{self.space.num_classes}: pass '
+                       f'--config.space.num_classes={self.source.num_classes}')
+    self.batches = Batches(self.source, 'train', t.batch_size, seed=c.seed,
+                           process_index=jax.process_index(),
+                           process_count=jax.process_count())
+    self.steps_per_epoch = self.batches.steps_per_epoch
+    self.total_steps = max(1, int(t.epochs * self.steps_per_epoch))
+    self.schedule = lr_schedule(t, self.steps_per_epoch)
+    # AdamW; decay only on weights (train.decay_mask: not biases, not norms).
+    from bossnax.train import decay_mask
+    adamw = optax.adamw(self.schedule, weight_decay=t.weight_decay,
+                        mask=decay_mask)
+    self.tx = (optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw)
+               if t.grad_clip > 0 else adamw)
+    self.view_fn = augment.make_single_view_fn(c.augment)
+    self.eval_view = lambda x: augment.eval_view(x, c.augment.mean,
+                                                 c.augment.std)
+    rep = parallel.replicated(self.mesh)
+    data = parallel.batch_sharding(self.mesh)
+    # The state is donated: its buffers are reused for the new state.
+    self.step_fn = jax.jit(self._train_step,
+                           in_shardings=(rep, data, data, rep),
+                           out_shardings=(rep, rep), donate_argnums=(0,))
+    self.eval_fn = jax.jit(self._eval_step,
+                           in_shardings=(rep, rep, data, data, data),
+                           out_shardings=rep)
+    self._init_fn = jax.jit(self._init_state, out_shardings=rep)
+
+  # -- state ----------------------------------------------------------------
+  def _init_state(self, rng):
+    x = jnp.zeros((2, *self.source.image_shape), jnp.float32)
+    variables = self.net.init(rng, x, self.arch_vec, mode='train',
+                              output='logits')
+    variables = prune_unused(lambda v: self.net.apply(
+        v, x, self.arch_vec, mode='train', output='logits',
+        mutable=['batch_stats'])[0], variables)
+    params, stats = variables['params'], variables.get('batch_stats', {})
+    state = {'params': params, 'batch_stats': stats,
+             'opt_state': self.tx.init(params),
+             'step': jnp.zeros((), jnp.int32)}
+    if self.config.train.ema_decay > 0:
+      state['ema_params'], state['ema_batch_stats'] = params, stats
+    return state
+
+  @staticmethod
+  def _init_key(seed):
+    # 'rbg' (XLA's RngBitGenerator) only for initialisation: XLA:CPU compiles
+    # threefry initialisers ~4x slower (26 s vs 6 s for the tiny NATS net on
+    # 2 cores). The init is replicated, so the values do not depend on the
+    # mesh. Training randomness stays threefry (the same under any sharding).
+    return jax.random.key(seed, impl='rbg')
+
+  def state_shapes(self):
+    """Abstract state with shardings: the checkpoint template (shape-first,
+    nothing is computed)."""
+    from bossnax import parallel
+    rep = parallel.replicated(self.mesh)
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
+        jax.eval_shape(self._init_state, self._init_key(0)))
+
+  def init_state(self, seed):
+    return self._init_fn(self._init_key(seed))
+
+  # -- steps ------------------------------------------------------------------
+  def _logits(self, params, stats, x, mode):
+    if self.dtype is not None:  # bf16 compute; f32 master params and stats
+      params = jax.tree.map(lambda p: p.astype(self.dtype), params)
+      x = x.astype(self.dtype)
+    out = self.net.apply({'params': params, 'batch_stats': stats}, x,
+                         self.arch_vec, mode=mode, output='logits',
+                         mutable=['batch_stats'] if mode == 'train' else False)
+    logits, upd = out if mode == 'train' else (out, {})
+    return logits.astype(jnp.float32), upd.get('batch_stats', stats)
+
+  def _train_step(self, state, images, labels, key):
+    t = self.config.train
+    step = state['step']
+    # Stateless randomness: a pure function of (seed, step), so a resumed
+    # run draws the same views and mixes.
+    k_aug, k_mix = jax.random.split(jax.random.fold_in(key, step))
+    x = self.view_fn(k_aug, images)
+    targets = smooth_labels(labels, self.space.num_classes,
+                            t.label_smoothing)
+    x, targets, _ = mix_batch(k_mix, x, targets, t.mixup_alpha,
+                              t.cutmix_alpha, t.mix_switch_prob, t.mix_prob)
+
+    def loss_fn(params):
+      logits, stats = self._logits(params, state['batch_stats'], x, 'train')
+      return soft_cross_entropy(logits, targets).mean(), stats
+
+    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['params'])
+    # Keep the statistics' dtypes (bf16 compute must not change the state).
+    stats = jax.tree.map(lambda n, o: n.astype(o.dtype), stats,
+                         state['batch_stats'])
+    updates, opt_state = self.tx.update(grads, state['opt_state'],
+                                        state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    new = {'params': params, 'batch_stats': stats, 'opt_state': opt_state,
+           'step': step + 1}
+    if t.ema_decay > 0:
+      ema = lambda e, p: t.ema_decay * e + (1 - t.ema_decay) * p
+      new['ema_params'] = jax.tree.map(ema, state['ema_params'], params)
+      new['ema_batch_stats'] = jax.tree.map(ema, state['ema_batch_stats'],
+                                            stats)
+    metrics = {'loss': loss, 'lr': self.schedule(step),
+               'grad_norm': optax.tree.norm(grads)}
+    return new, metrics
+
+  def _eval_step(self, params, stats, images, labels, weights):
+    logits, _ = self._logits(params, stats, self.eval_view(images), 'eval')
+    k5 = min(5, logits.shape[-1])
+    top1, top5 = topk_correct(logits, labels, (1, k5))
+    loss = soft_cross_entropy(logits, jax.nn.one_hot(labels,
+                                                     logits.shape[-1]))
+    return {'top1': (top1 * weights).sum(), 'top5': (top5 * weights).sum(),
+            'loss': (loss * weights).sum(), 'count': weights.sum()}
+
+  # -- evaluation ----------------------------------------------------------------
+  def _eval_batch(self, i, n):
+    """Batch i of the test split: every image counts once; the last batch is
+    padded with copies of the last image and weight 0 (one compiled shape).
+    Each process loads its share."""
+    from bossnax import parallel
+    b = self.config.eval.batch_size
+    per = b // jax.process_count()
+    idx = np.arange(i * b, (i + 1) * b)
+    mine = slice(jax.process_index() * per, (jax.process_index() + 1) * per)
+    weights = (idx < n).astype(np.float32)[mine]
+    x, y = self.source.get('test', np.minimum(idx, n - 1)[mine])
+    return tuple(parallel.global_batch(self.mesh, a) for a in (x, y, weights))
+
+  def evaluate(self, state, ema=False):
+    from bossnax.data.pipeline import prefetch
+    n_all = self.source.num_examples('test')
+    n = min(n_all, self.config.eval.num_images or n_all)
+    params = state['ema_params' if ema else 'params']
+    stats = state['ema_batch_stats' if ema else 'batch_stats']
+    total = None
+    for _, (x, y, w) in prefetch(lambda i: self._eval_batch(i, n),
+                                 range(math.ceil(n / self.config.eval.batch_size))):
+      out = self.eval_fn(params, stats, x, y, w)
+      total = out if total is None else jax.tree.map(jnp.add, total, out)
+    total = jax.device_get(total)
+    count = float(total['count'])
+    return {'top1': float(total['top1']) / count,
+            'top5': float(total['top5']) / count,
+            'loss': float(total['loss']) / count, 'images': int(count)}
+
+  def _evaluate_all(self, state):
+    out = {f'eval_{k}': v for k, v in self.evaluate(state).items()}
+    if self.config.train.ema_decay > 0:
+      out.update({f'ema_eval_{k}': v
+                  for k, v in self.evaluate(state, ema=True).items()
+                  if k != 'images'})
+    return out
+
+  # -- the loop ----------------------------------------------------------------------
+  def fit(self, workdir, stop_at=None):
+    """Train to the last step (resuming from workdir's checkpoints), evaluate,
+    write retrain_result.json. `stop_at`: stop before that step as if killed
+    (tests); returns the state and the result (None when stopped)."""
+    from bossnax import parallel
+    from bossnax.checkpoint import Checkpointer
+    from bossnax.data.pipeline import prefetch
+    from bossnax.metrics import MetricWriter, Progress
+    c, t = self.config, self.config.train
+    tic = time.time()
+    S, spe = self.total_steps, self.steps_per_epoch
+    arch = self.space.to_string(self.arch)
+    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'),
+                        max_to_keep=t.keep_checkpoints)
+    writer = MetricWriter(workdir)
+    try:
+      restored = ckpt.restore_latest(self.state_shapes())
+      if restored is None:
+        state, start = self.init_state(c.seed), 0
+      else:
+        _, state, meta = restored
+        if meta.get('arch') != arch:
+          raise ValueError(f'{workdir} holds a run of {meta.get("arch")}, not '
+                           f'{arch}: use another --workdir')
+        start = meta['step']
+        log.info('resumed at step %d of %d', start, S)
+      key = jax.device_put(jax.random.key(c.seed),
+                           parallel.replicated(self.mesh))
+      progress = Progress(S, 'retrain', start_step=start)
+
+      def load(s):
+        b = self.batches.get_batch(s)
+        return (parallel.global_batch(self.mesh, b['image']),
+                parallel.global_batch(self.mesh, b['label']))
+
+      clock, seen = time.time(), 0
+      for s, (images, labels) in prefetch(load, range(start, S)):
+        if stop_at is not None and s >= stop_at:
+          return state, None
+        state, metrics = self.step_fn(state, images, labels, key)
+        seen += images.shape[0]
+        if (s + 1) % t.log_every_steps == 0 or s + 1 == S:
+          metrics = jax.device_get(metrics)
+          metrics['images_per_s'] = seen / max(time.time() - clock, 1e-9)
+          clock, seen = time.time(), 0
+          writer.write(s + 1, metrics, epoch=(s + 1) / spe)
+          progress.update(s + 1, loss=float(metrics['loss']))
+        epoch_end = (s + 1) % spe == 0 and s + 1 < S
+        if epoch_end and ((s + 1) // spe) % t.eval_every_epochs == 0:
+          writer.write(s + 1, self._evaluate_all(state), epoch=(s + 1) // spe)
+        if (s + 1) % t.checkpoint_every_steps == 0 and s + 1 < S:
+          ckpt.save(s + 1, state, {'step': s + 1, 'arch': arch})
+      if start < S:
+        ckpt.save(S, state, {'step': S, 'arch': arch}, force=True)
+      final = self._evaluate_all(state)
+      writer.write(S, final, epoch=S / spe)
+      ckpt.wait()
+    finally:
+      ckpt.close()
+      writer.close()
+    flops, params = self.space.flops_params(self.arch,
+                                            resolution=c.data.image_size)
+    result = {'space': self.space.name, 'arch': arch,
+              'top1': final['eval_top1'], 'top5': final['eval_top5'],
+              'test_loss': final['eval_loss'],
+              'test_images': final['eval_images']}
+    if t.ema_decay > 0:
+      result.update(ema_top1=final['ema_eval_top1'],
+                    ema_top5=final['ema_eval_top5'])
+    result.update(flops=flops, params=params, resolution=c.data.image_size,
+                  steps=S, epochs=t.epochs, batch_size=t.batch_size,
+                  resumed_from_step=start,
+                  wall_time_s=round(time.time() - tic, 2))
+    if parallel.is_main_process():
+      with open(os.path.join(workdir, 'retrain_result.json'), 'w') as f:
+        json.dump(result, f, indent=1)
+    return state, result
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s')
+  logging.getLogger('bossnax').setLevel(logging.INFO)
+  try:
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.WARNING)
+  except ImportError:
+    pass
+  from bossnax.config import parse_args
+  try:  # ConfigError is a ValueError; a preset's own check raises one too
+    config, flags = parse_args(argv, {'workdir': None})
+  except ValueError as e:
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
+    return 2
+  from bossnax import parallel
+  workdir = flags['workdir']
+  try:
+    run = Retrain(config)
+    os.makedirs(workdir, exist_ok=True)
+    if parallel.is_main_process():
+      with open(os.path.join(workdir, 'config.json'), 'w') as f:
+        f.write(config.to_json_best_effort(indent=1))
+    _, result = run.fit(workdir)
+  except (ValueError, FileNotFoundError, RuntimeError,
+          NotImplementedError) as e:
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
+    return 2
+  if parallel.is_main_process():
+    ema = (f"; EMA top-1 {result['ema_top1']:.4f} top-5 "
+           f"{result['ema_top5']:.4f}" if 'ema_top1' in result else '')
+    print(f"{result['arch']}: top-1 {result['top1']:.4f} top-5 "
+          f"{result['top5']:.4f} on {result['test_images']} test images{ema}"
+          f"\nresults in {os.path.join(workdir, 'retrain_result.json')}")
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -116,6 +116,13 @@ def topk_correct(logits, labels, ks=(1, 5)):
   return tuple(hit[:, :k].any(-1).astype(jnp.float32) for k in ks)
 
 
+def _subtree(tree, like):
+  """The part of `tree` with the keys of `like`."""
+  if hasattr(like, 'keys'):
+    return {k: _subtree(tree[k], like[k]) for k in like}
+  return tree
+
+
 def prune_unused(fn, variables):
   """Drop the variables `fn(variables)` never reads (a module whose
   variables are all unread goes; a module keeps all its variables when any
@@ -159,8 +166,12 @@ class Retrain:
     if c.dtype not in ('float32', 'bfloat16'):
       raise ValueError(f"dtype {c.dtype!r}: use 'float32' or 'bfloat16'")
     self.dtype = jnp.bfloat16 if c.dtype == 'bfloat16' else None
-    self.space = make_space(c.space)
-    self.arch = self.space.parse(c.arch)
+    if c.spec:  # a spec written by `python -m bossnax.export`
+      from bossnax import export
+      self.space, self.arch, _ = export.load_spec(c.spec)
+    else:
+      self.space = make_space(c.space)
+      self.arch = self.space.parse(c.arch)
     if not hasattr(self.space, 'standalone'):
       raise ValueError(f'the {self.space.name} space has no standalone '
                        'network yet: pass --config.space.name=nats '
@@ -240,7 +251,23 @@ class Retrain:
         jax.eval_shape(self._init_state, self._init_key(0)))
 
   def init_state(self, seed):
-    return self._init_fn(self._init_key(seed))
+    state = self._init_fn(self._init_key(seed))
+    if self.config.init_weights:
+      # Start from exported supernet weights instead of random ones (the
+      # paper retrains from scratch; this is for fine-tuning studies).
+      from bossnax import export
+      loaded = export.load_weights(self.config.init_weights, self.net,
+                                   self.arch_vec, self.source.image_shape[0])
+      from bossnax import parallel
+      rep = parallel.replicated(self.mesh)
+      for name in ('params', 'batch_stats'):
+        # the pruned state keeps a subtree of the exported variables
+        new = _subtree(loaded[name], state[name])
+        state[name] = jax.device_put(new, rep)
+        if 'ema_' + name in state:
+          state['ema_' + name] = jax.device_put(
+              jax.tree.map(jnp.copy, new), rep)
+    return state
 
   # -- steps ------------------------------------------------------------------
   def _logits(self, params, stats, x, mode):

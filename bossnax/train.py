@@ -143,17 +143,26 @@ class Trainer:
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep), shapes)
 
   def init_state(self, seed: int) -> State:
-    rep = parallel.replicated(self.mesh)
-    return jax.jit(self._init_state, out_shardings=rep)(jax.random.key(seed))
+    # Eager, not one jitted program: XLA:CPU generates a kernel per variable,
+    # and compiling HyTra's ~2,000 variables (x4: target, optimiser) as one
+    # program took minutes; eager ops compile once per distinct shape.
+    state = self._init_state(jax.random.key(seed))
+    # Online and target start equal but must not share buffers (the step
+    # donates the state).
+    state['target_params'] = jax.tree.map(jnp.copy, state['target_params'])
+    state['target_batch_stats'] = jax.tree.map(jnp.copy,
+                                               state['target_batch_stats'])
+    return jax.device_put(state, parallel.replicated(self.mesh))
 
   def start_block(self, state: State, block: int) -> State:
     """Fresh optimiser and step counter for a new block (learning-rate and
     EMA schedules restart); the target network carries on as it is."""
     tx = make_optimizer(self.config.train, self.schedule, state['params'],
                         self.space, block)
-    rep = parallel.replicated(self.mesh)
     state = dict(state)
-    state['opt_state'] = jax.jit(tx.init, out_shardings=rep)(state['params'])
+    # Eager for the same reason as init_state (zeros, one kernel per shape).
+    state['opt_state'] = jax.device_put(tx.init(state['params']),
+                                        parallel.replicated(self.mesh))
     state['step'] = jnp.zeros((), jnp.int32)
     return state
 

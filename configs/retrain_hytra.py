@@ -28,6 +28,11 @@ def get_config(preset: str = ''):
   # (hytra: stage lists like [[1],[1],[1,1,1,0,1],[0,0,0,1,0,0,0,0,0]];
   # nats: c0:c1:c2:c3:c4).
   c.arch = 'BossNet-T0'
+  # A spec.json written by `python -m bossnax.export` (its space and arch
+  # replace the two fields above), and optionally its weights folder to
+  # start from the supernet's weights instead of a random init.
+  c.spec = ''
+  c.init_weights = ''
 
   # Every field but `name` goes to the space's constructor (make_space).
   c.space = ml_collections.ConfigDict()
@@ -85,9 +90,16 @@ def get_config(preset: str = ''):
     _cifar(c)
   elif preset == 'tiny':
     _tiny(c)
+  elif preset == 'tiny_hytra':
+    _tiny(c)
+    c.space = ml_collections.ConfigDict({
+        'name': 'hytra', 'num_classes': 10, 'stem': 'cifar',
+        'base_width': 4, 'heads': (1, 2)})
+    c.arch = 'BossNet-T0'
+    c.data.image_size = 16
   elif preset:
-    raise ValueError(f'unknown preset {preset!r}: use retrain_hytra.py:cifar '
-                     'or :tiny')
+    raise ValueError(f'unknown preset {preset!r}: use retrain_hytra.py:cifar, '
+                     ':tiny or :tiny_hytra')
   return c
 
 
@@ -96,6 +108,9 @@ def _cifar(c):
   shipped in the package); --config.data.source=tfds --config.data.name=
   cifar10 gives the whole dataset."""
   c.space.num_classes = 10
+  c.space.stem = 'cifar'  # 3x3 stride-1 stem: scales 32, 16, 8, 4 px
+  c.space.base_width = 16
+  c.space.heads = (2, 4)
   c.data.source = 'embedded'
   c.data.name = 'cifar10'
   c.data.image_size = 32
@@ -114,9 +129,10 @@ def _cifar(c):
 def _tiny(c):
   """Seconds on a 2-core CPU, for tests: 256 images, 2 epochs of 4 steps."""
   _cifar(c)
-  # The HyTra standalone network is not built yet: a tiny NATS net stands
-  # in. Switching to a tiny HyTra is this one line.
-  c.space.name, c.arch = 'nats', '8:8:16:16:16'
+  # A tiny NATS net keeps the tests' compile time low; :tiny_hytra is the
+  # same with a narrow BossNet-T0.
+  c.space = ml_collections.ConfigDict({'name': 'nats', 'num_classes': 10})
+  c.arch = '8:8:16:16:16'
   c.data.train_images = 256
   c.train.batch_size = 64
   c.train.epochs = 2

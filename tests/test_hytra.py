@@ -80,3 +80,27 @@ def test_describe_cli_and_picture(tmp_path):
                         '--space=hytra', '--arch=BossNet-T9'],
                        capture_output=True, text=True, cwd=ROOT)
   assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_imagenet_config_builds_the_paper_supernet():
+  """configs/hytra_imagenet.py: the 16-layer, full-width supernet's state
+  builds shape-first (nothing is allocated)."""
+  import jax
+  from bossnax import parallel
+  from bossnax.config import load_config_file
+  from bossnax.spaces import make_space
+  from bossnax.train import Trainer
+  c = load_config_file(str(ROOT / 'configs/hytra_imagenet.py'))
+  space = make_space(c.space)
+  assert space.count() == 2_777_600 and space.num_layers == 16
+  tr = Trainer(c, space, parallel.make_mesh(1), 10, (224, 224, 3))
+  shapes = tr.state_shapes()
+  backbone = shapes['params']['backbone']
+  assert set(backbone['layer15_s3']) == {'att', 'conv'}
+  assert 'layer15_s1' not in backbone  # blocks 3-4 only at 1/16 and 1/32
+  # the standalone T0 is a subtree of the supernet
+  net, vec = space.standalone(space.parse('BossNet-T0'))
+  import jax.numpy as jnp
+  alone = jax.eval_shape(lambda: net.init(jax.random.key(0),
+                                          jnp.zeros((1, 224, 224, 3)), vec))
+  assert set(alone['params']) <= set(backbone) | {'classifier'}

@@ -1,6 +1,6 @@
-"""HyTra: the hybrid CNN-transformer fabric of BossNAS (its cost model,
-encoding, named architectures and counts; the supernet module is not built
-yet, see docs/hytra.md).
+"""HyTra: the hybrid CNN-transformer fabric of BossNAS: encoding, named
+architectures, counts, cost model, picture, and the supernet / standalone
+networks (bossnax/nn/hytra_blocks.py); see docs/hytra.md.
 
 16 layers in 4 blocks of 4. Every layer is ResConv or ResAtt, and keeps the
 resolution of the layer before it or halves it (1/4 ... 1/32); ResAtt only at
@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+from bossnax.nn.hytra_blocks import HyTraNetwork
 from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
 
 # choice id -> (stage index: 0=1/4 .. 3=1/32, block type: 0=ResAtt 1=ResConv)
@@ -51,7 +55,7 @@ NO_LAST_DOWNSAMPLE = {'BossNet-T1': 'BossNet-T0'}
 
 
 def hytra_madds_params(stages, resolution=224, last_stride=2,
-                       num_classes=1000):
+                       num_classes=1000, base_width=64, stem='imagenet'):
   """(multiply-adds, params) by the official counter's conventions.
 
   Per block: entry 1x1 at the input resolution, the 3x3 depthwise conv
@@ -59,19 +63,29 @@ def hytra_madds_params(stages, resolution=224, last_stride=2,
   the width changes; ResConv adds its 3x3 conv, ResAtt its QKV projections
   and the two attention matrix products. Stem 7x7 conv; an empty stage counts
   one 3x3 conv at its bottleneck width; the classifier; no BN, no pooling.
+  stem='cifar' (3x3 stride-1 conv, first scale at full resolution) counts
+  that stem and those resolutions instead.
   """
-  r = resolution
+  f = base_width / 64  # width multiplier (1 for the paper's networks)
+  in_ch = [int(c * f) for c in IN_CH]
+  out_ch = [int(c * f) for c in OUT_CH]
+  if stem == 'cifar':
+    r = 4 * resolution  # the first scale sits at the input resolution
+    madds = 3 * 3 * 3 * in_ch[0] * resolution ** 2
+    params = 3 * 3 * 3 * in_ch[0]
+  else:
+    r = resolution
+    madds = 7 * 7 * 3 * in_ch[0] * (r // 2) ** 2
+    params = 7 * 7 * 3 * in_ch[0]
   res_in = (r // 4, r // 4, r // 8, r // 16)
   strides = (1, 2, 2, last_stride)
-  madds = 7 * 7 * 3 * 64 * (r // 2) ** 2
-  params = 7 * 7 * 3 * 64
   for s, blocks in enumerate(stages):
-    b, out = BOTTLENECK[s], OUT_CH[s]
+    b, out = int(BOTTLENECK[s] * f), out_ch[s]
     if not blocks:
       madds += (res_in[s] // strides[s]) ** 2 * 9 * b * b
       params += 9 * b * b
     for j, kind in enumerate(blocks):
-      cin = IN_CH[s] if j == 0 else out
+      cin = in_ch[s] if j == 0 else out
       stride = strides[s] if j == 0 else 1
       res = res_in[s] if j == 0 else res_in[s] // strides[s]
       R = res // stride
@@ -86,28 +100,47 @@ def hytra_madds_params(stages, resolution=224, last_stride=2,
       else:  # ResAtt: QKV + QK^T + AV over R^2 tokens
         madds += 3 * b * b * R * R + 2 * b * R ** 4
         params += 3 * b * b
-  madds += OUT_CH[-1] * num_classes
-  params += OUT_CH[-1] * num_classes
+  madds += out_ch[-1] * num_classes
+  params += out_ch[-1] * num_classes
   return madds, params
 
 
 class HyTraSpace(SearchSpace):
+  """The fabric. `base_width` scales every width (64: the paper's; 8 runs on
+  a CPU); `stem='cifar'` keeps 32x32 images at 32x32 for the first scale;
+  `last_stride=1` builds T1-style networks (no down-sampling into 1/32)."""
 
-  path_batching = 'map'
+  path_batching = 'map'  # paths switch branches: run them one by one
 
-  def __init__(self, num_classes=1000, restricted=True):
+  def __init__(self, num_classes=1000, restricted=True, base_width=64,
+               heads=(4, 8), stem='imagenet', embed_dim=None, last_stride=2,
+               depth=4):
+    if stem not in ('imagenet', 'cifar'):
+      raise ValueError(f"hytra stem {stem!r}: use 'imagenet' or 'cifar'")
+    if (4 * base_width) % heads[0] or (8 * base_width) % heads[1] or \
+        last_stride not in (1, 2):
+      raise ValueError(f'hytra: 4x and 8x base_width {base_width} must '
+                       f'split into heads {heads}; last_stride is 1 or 2')
     self.name = 'hytra'
     self.num_classes = num_classes
     self.restricted = restricted
+    self.base_width = base_width
+    self.heads = tuple(heads)
+    self.stem = stem
+    self.embed_dim = embed_dim or 32 * base_width  # the 1/32 width
+    self.last_stride = last_stride
+    if depth < 1:
+      raise ValueError(f'hytra depth {depth}: layers per block, at least 1')
+    self.depth = depth  # layers per block: 4 in the paper; less for tests
     self.blocks = tuple(
-        Block(f'block{k}', tuple(Layer(f'l{4 * k + i}', LABELS)
-                                 for i in range(4))) for k in range(4))
+        Block(f'block{k}', tuple(Layer(f'l{depth * k + i}', LABELS)
+                                 for i in range(depth))) for k in range(4))
 
   # -- validity and counting ---------------------------------------------------
   def _allowed(self, layer, stage, prev_stage):
     if prev_stage is not None and stage not in (prev_stage, prev_stage + 1):
       return False  # keep the resolution or halve it once
-    if self.restricted and stage not in BLOCK_STAGES[layer // 4]:
+    if self.restricted and stage not in BLOCK_STAGES[layer // self.depth]:
       return False
     return True
 
@@ -122,20 +155,20 @@ class HyTraSpace(SearchSpace):
     rows = []
 
     def rec(i, prev_stage, path):
-      if i == 4:
+      if i == self.depth:
         rows.append(path)
         return
       for cid, (stage, _) in enumerate(CHOICES):
-        if self._allowed(4 * k + i, stage, prev_stage):
+        if self._allowed(self.depth * k + i, stage, prev_stage):
           rec(i + 1, stage, path + [cid])
     rec(0, prev, [])
-    return np.asarray(rows, np.int32).reshape(-1, 4)
+    return np.asarray(rows, np.int32).reshape(-1, self.depth)
 
   @functools.lru_cache(maxsize=None)
   def count(self) -> int:
     """Architectures of the space, by dynamic programming over layers."""
     ways = {None: 1}
-    for layer in range(16):
+    for layer in range(self.num_layers):
       new = {}
       for prev, n in ways.items():
         for stage, _ in CHOICES:
@@ -153,9 +186,10 @@ class HyTraSpace(SearchSpace):
     return stages
 
   def from_stages(self, stages) -> Arch:
-    if len(stages) != 4 or sum(len(s) for s in stages) != 16:
+    n = self.num_layers
+    if len(stages) != 4 or sum(len(s) for s in stages) != n:
       raise ValueError(f'hytra architecture {stages}: give 4 stage lists '
-                       'with 16 block types in all (0=ResAtt, 1=ResConv)')
+                       f'with {n} block types in all (0=ResAtt, 1=ResConv)')
     ids = []
     for s, kinds in enumerate(stages):
       for kind in kinds:
@@ -166,6 +200,8 @@ class HyTraSpace(SearchSpace):
     return self.unflatten(ids)
 
   def named_architectures(self):
+    if self.depth != 4:  # the paper's networks have 16 layers
+      return {}
     return {n: self.from_stages(s) for n, s in NAMED.items()}
 
   def parse(self, text):
@@ -186,14 +222,22 @@ class HyTraSpace(SearchSpace):
     return self.from_stages(stages)
 
   # -- cost ------------------------------------------------------------------------
-  def flops_params(self, arch, resolution=224, last_stride=2, **kw):
-    del kw
-    return hytra_madds_params(self.to_stages(arch), resolution, last_stride,
-                              self.num_classes)
+  @property
+  def resolution(self):
+    """The input side the space is built for (224 ImageNet, 32 CIFAR)."""
+    return 32 if self.stem == 'cifar' else 224
 
-  def describe_named(self, text, resolution=224):
+  def flops_params(self, arch, resolution=None, last_stride=None, **kw):
+    del kw
+    return hytra_madds_params(self.to_stages(arch),
+                              resolution or self.resolution,
+                              last_stride or self.last_stride,
+                              self.num_classes, self.base_width, self.stem)
+
+  def describe_named(self, text, resolution=None):
+    resolution = resolution or self.resolution
     arch = self.parse(text)
-    last_stride = 1 if text in NO_LAST_DOWNSAMPLE else 2
+    last_stride = 1 if text in NO_LAST_DOWNSAMPLE else self.last_stride
     out = self.describe(arch, resolution=resolution, last_stride=last_stride)
     out['name'] = text if text in NAMED or text in NO_LAST_DOWNSAMPLE else None
     out['resolution'] = resolution
@@ -206,23 +250,24 @@ class HyTraSpace(SearchSpace):
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ids = self.flatten(arch)
+    n, d = len(ids), self.depth
     stages = [CHOICES[int(c)][0] for c in ids]
     kinds = [CHOICES[int(c)][1] for c in ids]
     fig, ax = plt.subplots(figsize=(8, 2.6))
-    for x in range(16):
+    for x in range(n):
       for y in range(4):
         ax.plot(x, y, 'o', color='0.85', ms=10, zorder=1)
-    ax.plot(range(16), stages, '-', color='0.4', zorder=2)
+    ax.plot(range(n), stages, '-', color='0.4', zorder=2)
     colors = {1: '#4477aa', 0: '#ee6677'}
     for kind, label in ((1, 'ResConv'), (0, 'ResAtt')):
-      xs = [i for i in range(16) if kinds[i] == kind]
+      xs = [i for i in range(n) if kinds[i] == kind]
       ax.scatter(xs, [stages[i] for i in xs], s=110, color=colors[kind],
                  label=label, zorder=3)
-    for b in (3.5, 7.5, 11.5):
+    for b in (d - 0.5, 2 * d - 0.5, 3 * d - 0.5):
       ax.axvline(b, color='0.7', ls='--', lw=0.8)
     ax.set_yticks(range(4), ['1/4', '1/8', '1/16', '1/32'])
     ax.set_ylim(3.5, -0.5)
-    ax.set_xticks(range(16), [str(i + 1) for i in range(16)])
+    ax.set_xticks(range(n), [str(i + 1) for i in range(n)])
     ax.set_xlabel('layer')
     ax.legend(loc='upper right', fontsize=8, ncol=2)
     ax.set_title(self.to_string(arch), fontsize=8)
@@ -230,10 +275,59 @@ class HyTraSpace(SearchSpace):
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-  def supernet(self, embed_dim, remat=False):
-    raise NotImplementedError(
-        'the HyTra supernet is not built yet (docs/hytra.md): describe, '
-        'counts and pictures work; training and search run on nats')
+  # -- networks ----------------------------------------------------------------------
+  @property
+  def space_kwargs(self):
+    """The constructor's arguments (JSON-able): rebuilds this space."""
+    names = inspect.signature(type(self).__init__).parameters
+    return {n: (list(v) if isinstance(v, tuple) else v)
+            for n in names if n != 'self' for v in [getattr(self, n)]}
+
+  def _network(self, embed_dim=None, fixed=None, remat=False):
+    b = [self.base_width * 2 ** s for s in range(4)]
+    return HyTraNetwork(
+        choices=CHOICES,
+        block_stages=BLOCK_STAGES if self.restricted else ((0, 1, 2, 3),) * 4,
+        bottlenecks=tuple(b), heads=(0, 0) + self.heads,
+        stem_width=self.base_width, stem=self.stem,
+        last_stride=self.last_stride, embed_dim=embed_dim or self.embed_dim,
+        num_classes=self.num_classes, fixed=fixed, remat=remat,
+        depth=self.depth)
+
+  def supernet(self, embed_dim=None, remat=False):
+    return self._network(embed_dim, remat=remat)
+
+  def standalone(self, arch: Arch):
+    """The plain network of one path (its layers at their static scales)
+    and the arch vector it takes."""
+    flat = self.flatten(arch)
+    return self._network(fixed=tuple(int(c) for c in flat)), flat
+
+  def slice_variables(self, variables, arch: Arch, image_size=32):
+    """Supernet variables -> the standalone network's: the standalone's
+    variables are a subtree of the supernet's (same names), so take it."""
+    net, flat = self.standalone(arch)
+    x = jnp.zeros((1, image_size, image_size, 3))
+    shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, flat))
+    return _take(variables, shapes)
 
   def param_block(self, path):
-    raise NotImplementedError('the HyTra supernet is not built yet')
+    top = path[0]
+    if top.startswith('stem'):  # stem and entry module: block 0
+      return 0
+    if top.startswith('layer'):
+      return int(top[len('layer'):].split('_')[0]) // self.depth
+    if top.startswith('embed'):
+      return int(top[len('embed'):])
+    if top == 'classifier':
+      return self.num_blocks - 1
+    raise ValueError(f'no HyTra block owns variable {"/".join(path)}')
+
+
+def _take(tree, like):
+  """The part of `tree` with the keys of `like` (checking shapes)."""
+  if hasattr(like, 'items'):
+    return {k: _take(tree[k], v) for k, v in like.items()}
+  if tuple(tree.shape) != tuple(like.shape):
+    raise ValueError(f'hytra weights: shape {tree.shape} != {like.shape}')
+  return tree

@@ -1,0 +1,171 @@
+"""Hand a searched architecture over: a JSON spec, and its trained weights.
+
+  python -m bossnax.export --config=CONFIG --workdir=DIR --out=OUT \
+      [--arch=NAME_OR_STRING] [--weights=online|target|none]
+
+writes OUT/spec.json (space, architecture, cost) and OUT/weights/ (Orbax):
+the variables of the standalone network of that path, cut out of the
+supernet of DIR's newest checkpoint. Without --arch it takes the best path
+the run found (the first of its final pool). Without --workdir
+(`--weights=none`) it writes the spec alone, for any architecture.
+
+  space, arch, spec = load_spec('OUT/spec.json')
+  net, arch_vec = space.standalone(arch)
+  variables = load_weights('OUT/weights', net, arch_vec, image_size)
+
+The standalone network with these weights computes what the supernet
+computes on that path (tests/test_hytra_supernet.py checks logits and
+features). The official release can only print an encoding (its issue #11).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import ml_collections
+
+from bossnax.config import ConfigError, parse_args
+
+FORMAT = 'bossnax.arch/1'
+
+
+def _space_dict(space_cfg):
+  return {k: (list(v) if isinstance(v, tuple) else v)
+          for k, v in space_cfg.to_dict().items()}
+
+
+def make_spec(space_cfg, space, arch, **extra):
+  flops, params = space.flops_params(arch)
+  spec = {'format': FORMAT, 'space': _space_dict(space_cfg),
+          'arch': space.to_string(arch), 'flops': int(flops),
+          'params': int(params)}
+  spec.update(extra)
+  return spec
+
+
+def load_spec(path):
+  """(space, arch, spec dict) from a spec.json."""
+  from bossnax.spaces import make_space
+  try:
+    with open(path) as f:
+      spec = json.load(f)
+  except FileNotFoundError:
+    raise ValueError(f'spec {path} not found: write one with python -m '
+                     'bossnax.export') from None
+  except json.JSONDecodeError as e:
+    raise ValueError(f'spec {path} is not valid JSON ({e})') from None
+  if spec.get('format') != FORMAT:
+    raise ValueError(f'{path} is not a bossnax architecture spec (format '
+                     f'{spec.get("format")!r}, expected {FORMAT!r})')
+  space = make_space(ml_collections.ConfigDict(spec['space']))
+  return space, space.parse(spec['arch']), spec
+
+
+def standalone_variables(space, state, arch, which='online'):
+  """The standalone network's variables for `arch`, from a trainer state."""
+  prefix = '' if which == 'online' else 'target_'
+  variables = {'params': state[prefix + 'params']['backbone'],
+               'batch_stats': state[prefix + 'batch_stats']['backbone']}
+  return space.slice_variables(variables, arch)
+
+
+def save_weights(path, variables):
+  import orbax.checkpoint as ocp
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(os.path.abspath(path), variables, force=True)
+
+
+def load_weights(path, net, arch_vec, image_size):
+  """Weights written by `export`, checked against the network built from
+  the spec (a wrong or corrupt folder fails with one line)."""
+  import jax
+  import jax.numpy as jnp
+  import orbax.checkpoint as ocp
+  x = jnp.zeros((1, image_size, image_size, 3))
+  like = jax.eval_shape(lambda: net.init(jax.random.key(0), x, arch_vec,
+                                         mode='train', output='logits'))
+  try:
+    with ocp.StandardCheckpointer() as ckpt:
+      return ckpt.restore(os.path.abspath(path), like)
+  except Exception as e:
+    first = (str(e).strip().splitlines() or [repr(e)])[0][:200]
+    raise ValueError(f'cannot load weights from {path} for this spec '
+                     f'({first}): export them again') from None
+
+
+def export(config, workdir, out, arch_text='', which='online'):
+  """Write OUT/spec.json (+ OUT/weights unless which='none'); returns spec."""
+  import numpy as np
+  from bossnax import parallel
+  from bossnax.checkpoint import Checkpointer
+  from bossnax.spaces import make_space
+  space = make_space(config.space)
+  extra = {}
+  if which == 'none':
+    if not arch_text:
+      raise ValueError('--weights=none writes a spec only: pass --arch=...')
+    arch, variables = space.parse(arch_text), None
+  else:
+    if which not in ('online', 'target'):
+      raise ValueError(f'--weights={which}: use online, target or none')
+    from bossnax.train import Trainer
+    size = config.data.image_size
+    trainer = Trainer(config, space, parallel.make_mesh(config.num_devices),
+                      1, (size, size, 3))
+    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+    try:
+      restored = ckpt.restore_latest(trainer.state_shapes())
+    finally:
+      ckpt.close()
+    if restored is None:
+      raise ValueError(f'no checkpoint in {workdir}/checkpoints: train with '
+                       'python -m bossnax.main first')
+    step, state, meta = restored
+    if arch_text:
+      arch = space.parse(arch_text)
+    else:
+      if meta['block'] < space.num_blocks:
+        raise ValueError(f'the run in {workdir} has not finished its search '
+                         f'(block {meta["block"] + 1}): pass --arch=...')
+      arch = tuple(np.asarray(p, np.int32) for p in meta['pool'][0][0])
+    if not space.is_valid(arch):
+      raise ValueError(f'{space.to_string(arch)} is not a path of the '
+                       f'{space.name} space')
+    variables = standalone_variables(space, state, arch, which)
+    extra = {'weights': which, 'workdir': os.path.abspath(workdir),
+             'step': int(step), 'image_size': size}
+  spec = make_spec(config.space, space, arch, **extra)
+  if parallel.is_main_process():
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, 'spec.json'), 'w') as f:
+      json.dump(spec, f, indent=1)
+  if variables is not None:
+    save_weights(os.path.join(out, 'weights'), variables)
+  return spec
+
+
+def main(argv=None):
+  argv = sys.argv[1:] if argv is None else argv
+  try:
+    config, flags = parse_args(argv, {'workdir': '', 'out': None, 'arch': '',
+                                      'weights': 'online'})
+    if flags['weights'] != 'none' and not flags['workdir']:
+      raise ConfigError('pass --workdir=DIR (a finished run) or '
+                        '--weights=none --arch=... for a spec only')
+  except ConfigError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  try:
+    spec = export(config, flags['workdir'], flags['out'], flags['arch'],
+                  flags['weights'])
+  except (ValueError, FileNotFoundError, RuntimeError) as e:
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
+    return 2
+  print(json.dumps(spec))
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

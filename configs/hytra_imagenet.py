@@ -1,0 +1,72 @@
+r"""BossNAS on the HyTra fabric, ImageNet (the paper's search).
+
+The official schedule: effective batch 4096 (64 per GPU x 8 GPUs x 8
+accumulation steps), LARS lr 4.8 at 4096, 4 paths per step, 6 epochs per
+block, 4 blocks; BYOL's two asymmetric augmentation pipelines.
+
+  python -m bossnax.main --config=configs/hytra_imagenet.py --workdir=DIR \
+      --config.data.data_dir=/path/to/tensorflow_datasets
+
+imagenet2012 needs your own archives: put ILSVRC2012_img_train.tar and
+ILSVRC2012_img_val.tar in DATA_DIR/downloads/manual/ and prepare it once with
+tfds.builder('imagenet2012', data_dir=DATA_DIR,
+file_format='array_record').download_and_prepare(). The search space has
+2,777,600 architectures: the run writes the best path of every block to
+ranking.json (no scores.csv). The validation view pairs come from the first
+search.num_images images of the validation split.
+"""
+
+import os
+
+from bossnax.config import load_config_file
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def base():
+  """Every key of the NATS config (one schema for all runs), HyTra values."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  c = load_config_file(os.path.join(here, 'nats_cifar10.py'))
+  space = {'name': 'hytra', 'num_classes': 1000, 'restricted': True,
+           'base_width': 64, 'heads': (4, 8), 'stem': 'imagenet',
+           'last_stride': 2, 'depth': 4}
+  c.space = type(c.space)(space)
+  c.model.embed_dim = 2048  # every block's adapter ends at the 1/32 width
+  c.model.proj_hidden = 4096
+  c.model.proj_dim = 256
+  c.model.pred_hidden = 4096
+  c.train.fair = False  # constrained blocks: uniform over valid paths
+  c.train.paths_per_step = 4
+  c.train.cache_prefix = True
+  c.search.path_chunk = 1  # paths switch branches: one after another
+  c.search.truth_file = ''
+  return c
+
+
+def get_config(preset: str = ''):
+  c = base()
+  c.dtype = 'bfloat16'  # the official run used fp16 (apex)
+  c.data.source = 'tfds'
+  c.data.name = 'imagenet2012'
+  c.data.image_size = 224
+  c.data.test_split = 'validation'
+  c.augment.ops = 'rrc,flip,color,gray,blur,solarize'
+  c.augment.mean = IMAGENET_MEAN
+  c.augment.std = IMAGENET_STD
+  c.train.batch_size = 512
+  c.train.accum_steps = 8
+  c.train.lr = 4.8
+  c.train.lr_batch = 4096
+  c.train.weight_decay = 1e-6
+  c.train.warmup_epochs = 1.0
+  c.train.epochs_per_block = 6
+  c.train.log_every_steps = 50
+  c.train.checkpoint_every_steps = 1000
+  c.search.num_images = 10000
+  c.search.batch_size = 256
+  c.search.calib_batch = 256
+  if preset:
+    raise ValueError(f'unknown preset {preset!r}: hytra_imagenet.py has '
+                     'none; configs/hytra_cifar.py runs on CIFAR')
+  return c

@@ -11,9 +11,23 @@ from __future__ import annotations
 import ast
 import difflib
 import importlib.util
+import logging
 import os
 
 import ml_collections
+
+
+def setup_logging():
+  """Entry points: bossnax speaks at INFO; libraries (Orbax, absl) only when
+  something is wrong."""
+  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s')
+  logging.getLogger('bossnax').setLevel(logging.INFO)
+  try:
+    import absl.logging
+    absl.logging.set_verbosity(absl.logging.WARNING)
+  except ImportError:
+    pass
+
 
 
 class ConfigError(ValueError):

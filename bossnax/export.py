@@ -154,8 +154,8 @@ def main(argv=None):
     if flags['weights'] != 'none' and not flags['workdir']:
       raise ConfigError('pass --workdir=DIR (a finished run) or '
                         '--weights=none --arch=... for a spec only')
-  except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
+  except ValueError as e:  # ConfigError, or a preset's own check
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
     return 2
   try:
     spec = export(config, flags['workdir'], flags['out'], flags['arch'],

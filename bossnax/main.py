@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 
-from bossnax.config import ConfigError, parse_args
+from bossnax.config import parse_args, setup_logging
 
 
 def _print_ranking(ranking, out=sys.stdout):
@@ -35,19 +35,11 @@ def _print_ranking(ranking, out=sys.stdout):
 
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
-  # bossnax speaks at INFO; libraries (Orbax, absl) only when something is
-  # wrong.
-  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s')
-  logging.getLogger('bossnax').setLevel(logging.INFO)
-  try:
-    import absl.logging
-    absl.logging.set_verbosity(absl.logging.WARNING)
-  except ImportError:
-    pass
+  setup_logging()
   try:
     config, flags = parse_args(argv, {'workdir': None})
-  except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
+  except ValueError as e:  # ConfigError, or a preset's own check
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
     return 2
   # Imported after argument checks so a typo fails in a second, not after
   # JAX has started.

@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 
-from bossnax.config import ConfigError, parse_args
+from bossnax.config import parse_args
 
 
 def rescore(config, workdir, out):
@@ -68,8 +68,8 @@ def main(argv=None):
   logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s')
   try:
     config, flags = parse_args(argv, {'workdir': None, 'out': None})
-  except ConfigError as e:
-    print(f'error: {e}', file=sys.stderr)
+  except ValueError as e:  # ConfigError, or a preset's own check
+    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
     return 2
   from bossnax import parallel, rank
   from bossnax.main import _print_ranking

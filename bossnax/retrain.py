@@ -445,14 +445,8 @@ class Retrain:
 
 def main(argv=None):
   argv = sys.argv[1:] if argv is None else argv
-  logging.basicConfig(level=logging.WARNING, format='%(asctime)s %(message)s')
-  logging.getLogger('bossnax').setLevel(logging.INFO)
-  try:
-    import absl.logging
-    absl.logging.set_verbosity(absl.logging.WARNING)
-  except ImportError:
-    pass
-  from bossnax.config import parse_args
+  from bossnax.config import parse_args, setup_logging
+  setup_logging()
   try:  # ConfigError is a ValueError; a preset's own check raises one too
     config, flags = parse_args(argv, {'workdir': None})
   except ValueError as e:

@@ -104,3 +104,12 @@ def test_imagenet_config_builds_the_paper_supernet():
   alone = jax.eval_shape(lambda: net.init(jax.random.key(0),
                                           jnp.zeros((1, 224, 224, 3)), vec))
   assert set(alone['params']) <= set(backbone) | {'classifier'}
+  # the whole 224 px search forward traces for the first and the last block
+  variables = {'params': shapes['params'],
+               'batch_stats': shapes['batch_stats']}
+  x = jax.ShapeDtypeStruct((2, 224, 224, 3), jnp.float32)
+  for k in (0, 3):
+    (z, q), _ = jax.eval_shape(
+        lambda v, x: tr.model.apply(v, x, vec, block=k, mode='train',
+                                    mutable=['batch_stats']), variables, x)
+    assert z.shape == q.shape == (2, c.model.proj_dim)

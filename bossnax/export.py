@@ -110,6 +110,9 @@ def export(config, workdir, out, arch_text='', which='online'):
   else:
     if which not in ('online', 'target'):
       raise ValueError(f'--weights={which}: use online, target or none')
+    if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+      raise ValueError(f'no checkpoint in {workdir}/checkpoints: train with '
+                       'python -m bossnax.main first')
     from bossnax.train import Trainer
     size = config.data.image_size
     trainer = Trainer(config, space, parallel.make_mesh(config.num_devices),

@@ -116,13 +116,6 @@ def topk_correct(logits, labels, ks=(1, 5)):
   return tuple(hit[:, :k].any(-1).astype(jnp.float32) for k in ks)
 
 
-def _subtree(tree, like):
-  """The part of `tree` with the keys of `like`."""
-  if hasattr(like, 'keys'):
-    return {k: _subtree(tree[k], like[k]) for k in like}
-  return tree
-
-
 def prune_unused(fn, variables):
   """Drop the variables `fn(variables)` never reads (a module whose
   variables are all unread goes; a module keeps all its variables when any
@@ -256,13 +249,14 @@ class Retrain:
       # Start from exported supernet weights instead of random ones (the
       # paper retrains from scratch; this is for fine-tuning studies).
       from bossnax import export
+      from bossnax.spaces.base import take_like
       loaded = export.load_weights(self.config.init_weights, self.net,
                                    self.arch_vec, self.source.image_shape[0])
       from bossnax import parallel
       rep = parallel.replicated(self.mesh)
       for name in ('params', 'batch_stats'):
         # the pruned state keeps a subtree of the exported variables
-        new = _subtree(loaded[name], state[name])
+        new = take_like(loaded[name], state[name])
         state[name] = jax.device_put(new, rep)
         if 'ema_' + name in state:
           state['ema_' + name] = jax.device_put(

@@ -205,3 +205,19 @@ class SearchSpace:
     for k in range(self.num_blocks):
       arch = arch + (self.block_paths(k, arch)[-1],)
     return arch
+
+
+def take_like(tree, like):
+  """The part of variable tree `tree` with the keys of `like` (arrays or
+  shape structs), checking shapes: a standalone network's variables are a
+  subtree of its supernet's under the same names."""
+  if hasattr(like, 'keys'):
+    missing = [k for k in like if k not in tree]
+    if missing:
+      raise ValueError(f'weights: no variable {missing[0]!r} where one is '
+                       'expected: they belong to another network')
+    return {k: take_like(tree[k], like[k]) for k in like}
+  if tuple(tree.shape) != tuple(like.shape):
+    raise ValueError(f'weights: shape {tuple(tree.shape)} where '
+                     f'{tuple(like.shape)} is expected')
+  return tree

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from bossnax.nn.hytra_blocks import HyTraNetwork
-from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
+from bossnax.spaces.base import Arch, Block, Layer, SearchSpace, take_like
 
 # choice id -> (stage index: 0=1/4 .. 3=1/32, block type: 0=ResAtt 1=ResConv)
 CHOICES = ((3, 0), (3, 1), (2, 0), (2, 1), (1, 1), (0, 1))
@@ -309,7 +309,7 @@ class HyTraSpace(SearchSpace):
     net, flat = self.standalone(arch)
     x = jnp.zeros((1, image_size, image_size, 3))
     shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, flat))
-    return _take(variables, shapes)
+    return take_like(variables, shapes)
 
   def param_block(self, path):
     top = path[0]
@@ -323,11 +323,3 @@ class HyTraSpace(SearchSpace):
       return self.num_blocks - 1
     raise ValueError(f'no HyTra block owns variable {"/".join(path)}')
 
-
-def _take(tree, like):
-  """The part of `tree` with the keys of `like` (checking shapes)."""
-  if hasattr(like, 'items'):
-    return {k: _take(tree[k], v) for k, v in like.items()}
-  if tuple(tree.shape) != tuple(like.shape):
-    raise ValueError(f'hytra weights: shape {tree.shape} != {like.shape}')
-  return tree

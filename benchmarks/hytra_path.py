@@ -11,7 +11,8 @@ Both sides run the same supervised step (forward to logits, softmax
 cross-entropy, gradients of every parameter, SGD update): the supernet is
 called with the path as data (switches, one slot per scale), the standalone
 network has the path built in. The step is the issue-5 target: the path in
-the supernet at least 90% as fast as standalone. Model FLOPs = 3 x 2 x
+the supernet at least 90% as fast as standalone; the forward pass alone is
+timed too (benchmarks/conv_in_switch.py says why on XLA:CPU). Model FLOPs = 3 x 2 x
 multiply-adds per image (forward + backward), the cost model's count
 (docs/hytra.md), so MFU needs --peak_tflops of the device.
 """
@@ -51,6 +52,15 @@ def time_step(net, arch_vec, batch, res, classes, dtype, steps, warmup):
     (loss, s), g = jax.value_and_grad(loss_fn, has_aux=True)(p, s, x)
     return jax.tree.map(lambda a, b: a - 1e-3 * b, p, g), s, loss
 
+  # The forward pass alone, to tell forward costs from backward ones.
+  fwd = jax.jit(loss_fn).lower(params, stats, x).compile()
+  jax.block_until_ready(fwd(params, stats, x))
+  tic = time.perf_counter()
+  for _ in range(steps):
+    loss, _ = fwd(params, stats, x)
+  jax.block_until_ready(loss)
+  fwd_s = (time.perf_counter() - tic) / steps
+
   tic = time.perf_counter()
   compiled = step.lower(params, stats, x).compile()
   compile_s = time.perf_counter() - tic
@@ -61,7 +71,7 @@ def time_step(net, arch_vec, batch, res, classes, dtype, steps, warmup):
   for _ in range(steps):
     params, stats, loss = compiled(params, stats, x)
   jax.block_until_ready(loss)
-  return (time.perf_counter() - tic) / steps, compile_s
+  return (time.perf_counter() - tic) / steps, compile_s, fwd_s
 
 
 def main(argv=None):
@@ -90,21 +100,23 @@ def main(argv=None):
   net_alone, vec = space.standalone(arch)
   sides = {'standalone': (net_alone, jnp.asarray(vec)),
            'in supernet': (space.supernet(), jnp.asarray(space.flatten(arch)))}
-  times = {}
+  times, fwds = {}, {}
   print(f'{jax.devices()[0].device_kind}, {a.arch} at {a.resolution}px, '
         f'batch {a.batch}, {a.dtype}, {madds / 1e9:.2f} GMAdds/image')
   for name, (net, vec) in sides.items():
-    dt, comp = time_step(net, vec, a.batch, a.resolution, a.classes, dtype,
-                         a.steps, a.warmup)
-    times[name] = dt
+    dt, comp, fwd = time_step(net, vec, a.batch, a.resolution, a.classes,
+                              dtype, a.steps, a.warmup)
+    times[name], fwds[name] = dt, fwd
     tflops = 6 * madds * a.batch / dt / 1e12
     line = (f'{name:>12}: {dt * 1e3:8.1f} ms/step  {a.batch / dt:8.0f} '
-            f'images/s  {tflops:6.1f} model TFLOP/s  (compile {comp:.0f} s)')
+            f'images/s  {tflops:6.1f} model TFLOP/s  (compile {comp:.0f} s; '
+            f'forward alone {fwd * 1e3:.1f} ms)')
     if a.peak_tflops:
       line += f'  MFU {100 * tflops / a.peak_tflops:.1f}%'
     print(line, flush=True)
   print(f'path in supernet / standalone speed: '
-        f'{times["standalone"] / times["in supernet"]:.3f}')
+        f'{times["standalone"] / times["in supernet"]:.3f} (forward alone '
+        f'{fwds["standalone"] / fwds["in supernet"]:.3f})')
 
 
 if __name__ == '__main__':

@@ -39,8 +39,9 @@ def main(argv):
                     image_shape=shape)
   t = config.train
   state = trainer.start_block(trainer.init_state(0), block)
-  table = space.block_paths(block)
   prefix = np.asarray(space.flatten(space.default_arch()))
+  # constrained spaces (HyTra) list a block's paths given the earlier blocks
+  table = space.block_paths(block, space.unflatten(prefix)[:block])
   key = jax.random.key(0)
   rng = np.random.default_rng(0)
   local = rng.integers(0, 255, (t.accum_steps, t.batch_size //

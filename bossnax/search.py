@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from bossnax import parallel, ssl
+from bossnax import parallel, ssl, width_groups
 from bossnax.data import augment
 
 
@@ -48,7 +48,13 @@ def map_paths(fn, archs, chunk: int, batching: str = 'vmap'):
 
 
 class Scorer:
-  """Scores every path of a block against the population centre."""
+  """Scores every path of a block against the population centre.
+
+  The finished blocks' output is the same for every path (same views, same
+  prefix): it is computed, and its batch statistics recalibrated, once per
+  block rather than once per path. `search.width_groups` > 1 runs groups of
+  paths in narrowed supernets (bossnax/width_groups.py).
+  """
 
   def __init__(self, config, space, model, mesh):
     self.config = config
@@ -56,6 +62,8 @@ class Scorer:
     self.model = model
     self.mesh = mesh
     self.view_fn = augment.make_view_fn(config.augment)
+    width_groups.check_space(space, config.search.width_groups,
+                             'search.width_groups')
     self._fns = {}
 
   # -- the pieces one path needs ----------------------------------------------
@@ -73,53 +81,119 @@ class Scorer:
                             block=block, mode='eval')
 
   # -- vectorised pass ------------------------------------------------------------
-  def _calibrate_all(self, state, archs, calib, *, block):
-    s = self.config.search
-    def one(arch):
-      return (self._stats(state['params'], state['batch_stats'], arch, calib,
-                          block),
-              self._stats(state['target_params'], state['target_batch_stats'],
-                          arch, calib, block))
-    return map_paths(one, archs, s.path_chunk, self.space.path_batching)
+  def _narrowed(self, tree, limits):
+    return width_groups.narrow_tree(self.space, tree, limits)
 
-  def _losses(self, state, stats, archs, v1, v2, w, *, block):
+  def _group_model(self, limits):
+    return width_groups.narrow_model(self.model, self.space, limits)
+
+  def _prefix(self, params, stats, x, arch, block, mode):
+    """(features of the finished blocks, batch statistics): 'calibrate'
+    recalibrates the prefix's statistics on x."""
+    variables = {'params': params, 'batch_stats': stats}
+    if mode == 'calibrate':
+      h, upd = self.model.apply(variables, x, arch, block=block, mode=mode,
+                                method=self.model.prefix,
+                                mutable=['batch_stats'])
+      return h, upd['batch_stats']
+    return self.model.apply(variables, x, arch, block=block, mode=mode,
+                            method=self.model.prefix), stats
+
+  def _calibrate_all(self, state, archs, calib, *, block, groups):
+    """(prefix statistics (online, target), per group the statistics of
+    each path (online, target), stacked; None without recalibration)."""
+    s = self.config.search
+    sides = ((state['params'], state['batch_stats']),
+             (state['target_params'], state['target_batch_stats']))
+    if not s.recalibrate_bn:
+      return tuple(st for _, st in sides), None
+    start = block > 0
+    inputs, prefix_stats = [], []
+    for params, stats in sides:
+      h, stats = (self._prefix(params, stats, calib, archs[0], block,
+                               'calibrate') if start else (calib, stats))
+      inputs.append(h)
+      prefix_stats.append(stats)
+    per_group = []
+    for limits, rows in groups:
+      model = self._group_model(limits)
+      narrow = [(self._narrowed(p, limits), self._narrowed(st, limits))
+                for (p, _), st in zip(sides, prefix_stats)]
+
+      def one(arch, model=model, narrow=narrow):
+        out = []
+        for (params, stats), h in zip(narrow, inputs):
+          _, upd = model.apply({'params': params, 'batch_stats': stats}, h,
+                               arch, block=block, mode='calibrate',
+                               start=start, mutable=['batch_stats'])
+          out.append(upd['batch_stats'])
+        return tuple(out)
+      per_group.append(map_paths(one, archs[rows], s.path_chunk,
+                                 self.space.path_batching))
+    return tuple(prefix_stats), per_group
+
+  def _losses(self, state, stats, archs, v1, v2, w, *, block, groups):
     """Per-path loss summed over this batch of view pairs (weights w: 0 for
-    padding): [P]."""
+    padding): [P], in table order."""
     s = self.config.search
-    idx = jnp.arange(archs.shape[0])
     chunk, batching = s.path_chunk, self.space.path_batching
+    prefix_stats, per_group = stats
+    start = block > 0
+    params = (state['params'], state['target_params'])
+    views = []  # (v1, v2) as the current block sees them, online and target
+    for p, st in zip(params, prefix_stats):
+      views.append(tuple(
+          self._prefix(p, st, v, archs[0], block, 'eval')[0] if start else v
+          for v in (v1, v2)))
+    norm = ssl.normalize if s.centre == 'normalized' else (
+        lambda z: z.astype(jnp.float32))
 
-    def target(i):
-      st = jax.tree.map(lambda x: x[i], stats[1])
-      z1, _ = self._apply(state['target_params'], st, v1, archs[i], block)
-      z2, _ = self._apply(state['target_params'], st, v2, archs[i], block)
-      norm = ssl.normalize if s.centre == 'normalized' else (
-          lambda z: z.astype(jnp.float32))
-      return norm(z1), norm(z2)
+    def run(side, g, fn):
+      """fn(apply, (x1, x2)) over the paths of group g."""
+      limits, rows = groups[g]
+      model = self._group_model(limits)
+      p = self._narrowed(params[side], limits)
+      st_all = (None if per_group is None else per_group[g][side])
+      base = self._narrowed(prefix_stats[side], limits)
 
-    def online(i, c1, c2):
-      st = jax.tree.map(lambda x: x[i], stats[0])
-      _, q1 = self._apply(state['params'], st, v1, archs[i], block)
-      _, q2 = self._apply(state['params'], st, v2, archs[i], block)
+      def one(i):
+        st = base if st_all is None else jax.tree.map(lambda x: x[i], st_all)
+        apply = lambda x: model.apply({'params': p, 'batch_stats': st}, x,
+                                      archs[rows][i], block=block,
+                                      mode='eval', start=start)
+        return fn(apply, views[side])
+      idx = jnp.arange(len(rows))
+      return map_paths(lambda a: one(a[0]), idx[:, None], chunk, batching)
+
+    target = [run(1, g, lambda ap, xs: tuple(norm(ap(x)[0]) for x in xs))
+              for g in range(len(groups))]
+    c1 = jnp.concatenate([z1 for z1, _ in target]).mean(0)
+    c2 = jnp.concatenate([z2 for _, z2 in target]).mean(0)
+
+    def online(apply, xs):
+      q1, q2 = apply(xs[0])[1], apply(xs[1])[1]
       loss = ssl.regression_loss(q1, c2) + ssl.regression_loss(q2, c1)
       return (loss * w).sum()
+    losses = jnp.concatenate([run(0, g, online) for g in range(len(groups))])
+    order = np.concatenate([rows for _, rows in groups])
+    return jnp.zeros_like(losses).at[order].set(losses)
 
-    z1, z2 = map_paths(lambda a: target(a[0]), idx[:, None], chunk, batching)
-    c1, c2 = z1.mean(0), z2.mean(0)  # the population centre of each view
-    return map_paths(lambda a: online(a[0], c1, c2), idx[:, None], chunk,
-                     batching)
-
-  def _compiled(self, block):
-    if block not in self._fns:
+  def _compiled(self, block, table):
+    groups = width_groups.score_groups(self.space, block, table,
+                                       self.config.search.width_groups)
+    key = (block, tuple((l, tuple(r)) for l, r in groups))
+    if key not in self._fns:
       rep = parallel.replicated(self.mesh)
       data = parallel.batch_sharding(self.mesh)
-      calib = jax.jit(functools.partial(self._calibrate_all, block=block),
+      calib = jax.jit(functools.partial(self._calibrate_all, block=block,
+                                        groups=groups),
                       in_shardings=(rep, rep, data), out_shardings=rep)
-      losses = jax.jit(functools.partial(self._losses, block=block),
+      losses = jax.jit(functools.partial(self._losses, block=block,
+                                         groups=groups),
                        in_shardings=(rep, rep, rep, data, data, data),
                        out_shardings=rep)
-      self._fns[block] = (calib, losses)
-    return self._fns[block]
+      self._fns[key] = (calib, losses)
+    return self._fns[key]
 
   # -- fixed inputs -----------------------------------------------------------------
   def view_pairs(self, images: np.ndarray, batch_size: int, weights=None):
@@ -138,10 +212,15 @@ class Scorer:
     if pad:
       images = np.concatenate([images, np.repeat(images[-1:], pad, 0)])
       weights = np.concatenate([weights, np.zeros(pad, np.float32)])
-    for b, start in enumerate(range(0, images.shape[0], local)):
-      x = parallel.global_batch(self.mesh, images[start:start + local])
-      w = parallel.global_batch(self.mesh, weights[start:start + local])
-      yield (*self.view_fn(jax.random.fold_in(key, b), x), w)
+    # search.view_pairs > 1: more fixed pairs per image (the first is the
+    # same as with one); a path's score is its mean loss over all pairs.
+    for r in range(max(1, self.config.search.get('view_pairs', 1))):
+      kr = key if r == 0 else jax.random.fold_in(
+          jax.random.fold_in(key, 2**31 - 1), r)
+      for b, start in enumerate(range(0, images.shape[0], local)):
+        x = parallel.global_batch(self.mesh, images[start:start + local])
+        w = parallel.global_batch(self.mesh, weights[start:start + local])
+        yield (*self.view_fn(jax.random.fold_in(kr, b), x), w)
 
   def calib_input(self, images: np.ndarray):
     """The fixed recalibration batch: both training views of fixed images."""
@@ -162,7 +241,7 @@ class Scorer:
     """(table [P, L_k], mean loss per path [P]) for block `block`."""
     s = self.config.search
     table, archs = self.block_archs(block, prefix)
-    calib_fn, loss_fn = self._compiled(block)
+    calib_fn, loss_fn = self._compiled(block, table)
     archs_dev = jnp.asarray(archs)
     stats = calib_fn(state, archs_dev, self.calib_input(calib_images))
     total, count = 0.0, 0.0

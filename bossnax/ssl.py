@@ -38,11 +38,12 @@ class Siamese(nn.Module):
   proj_dim: int = 128
   pred_hidden: int = 512
 
-  def prefix(self, x, arch, *, block: int):
-    """Output of the finished blocks before `block` (frozen, no gradient):
-    the same for every path of a step, so the trainer computes it once."""
+  def prefix(self, x, arch, *, block: int, mode: str = 'frozen'):
+    """Output of the finished blocks before `block` (no gradient): the same
+    for every path of a step, so the trainer and the scorer compute it once.
+    Training runs it 'frozen'; the scorer 'calibrate' then 'eval'."""
     return jax.lax.stop_gradient(self.backbone(
-        x, arch, block=block - 1, mode='frozen', output='features'))
+        x, arch, block=block - 1, mode=mode, output='features'))
 
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from bossnax import parallel, ssl
+from bossnax import width_groups as wg
 from bossnax.data import augment
 from bossnax.nn.switchable import merge_path_stats
 
@@ -113,6 +114,7 @@ class Trainer:
     if config.dtype not in ('float32', 'bfloat16'):
       raise ValueError(f"dtype {config.dtype!r}: use 'float32' or 'bfloat16'")
     self.dtype = jnp.bfloat16 if config.dtype == 'bfloat16' else None
+    wg.check_training(space, t.paths_per_step, t.width_groups, t.path_chunk)
     self._steps = {}
 
   # -- state ------------------------------------------------------------------
@@ -182,26 +184,48 @@ class Trainer:
       v1, v2 = (self.model.apply(variables, v, archs[0], block=block,
                                  method=ssl.Siamese.prefix) for v in (v1, v2))
 
-    def one(arch, x1, x2):
-      variables = {'params': params, 'batch_stats': stats}
-      (z1, q1), upd = self.model.apply(variables, x1, arch, block=block,
-                                       mode='train', start=start,
-                                       mutable=['batch_stats'])
-      variables = {'params': params, 'batch_stats': upd['batch_stats']}
-      (z2, q2), upd = self.model.apply(variables, x2, arch, block=block,
-                                       mode='train', start=start,
-                                       mutable=['batch_stats'])
-      return (z1, q1, z2, q2), upd['batch_stats']
+    def paths(model, params, stats, archs, v1, v2):
+      def one(arch, x1, x2):
+        variables = {'params': params, 'batch_stats': stats}
+        (z1, q1), upd = model.apply(variables, x1, arch, block=block,
+                                    mode='train', start=start,
+                                    mutable=['batch_stats'])
+        variables = {'params': params, 'batch_stats': upd['batch_stats']}
+        (z2, q2), upd = model.apply(variables, x2, arch, block=block,
+                                    mode='train', start=start,
+                                    mutable=['batch_stats'])
+        return (z1, q1, z2, q2), upd['batch_stats']
 
-    vaxis = 0 if per_path else None
-    if self.space.path_batching == 'vmap':
-      outs, new = jax.vmap(one, in_axes=(0, vaxis, vaxis))(archs, v1, v2)
-    else:  # one path after another (paths that switch branches)
+      vaxis = 0 if per_path else None
+      if self.space.path_batching == 'vmap':
+        return jax.vmap(one, in_axes=(0, vaxis, vaxis))(archs, v1, v2)
+      # one path after another (paths that switch branches)
       if per_path:
-        outs, new = jax.lax.map(lambda a: one(*a), (archs, v1, v2))
-      else:
-        outs, new = jax.lax.map(lambda a: one(a, v1, v2), archs)
+        return jax.lax.map(lambda a: one(*a), (archs, v1, v2))
+      return jax.lax.map(lambda a: one(a, v1, v2), archs)
+
+    # Groups of slots by width (train.width_groups): each runs in its
+    # narrowed supernet; gradients flow back through the slicing.
+    outs, new = [], []
+    for limits, sl in self._groups(block, archs.shape[0]):
+      model = wg.narrow_model(self.model, self.space, limits)
+      out, upd = paths(model, wg.narrow_tree(self.space, params, limits),
+                       wg.narrow_tree(self.space, stats, limits), archs[sl],
+                       v1[sl] if per_path else v1, v2[sl] if per_path else v2)
+      if limits is not None:
+        upd = jax.vmap(lambda n, limits=limits: wg.widen_tree(
+            self.space, stats, n, limits))(upd)
+      outs.append(out)
+      new.append(upd)
+    if len(outs) > 1:
+      cat = lambda *x: jnp.concatenate(x)
+      outs, new = [jax.tree.map(cat, *outs)], [jax.tree.map(cat, *new)]
+    outs, new = outs[0], new[0]
     return outs, merge_path_stats(stats, new)
+
+  def _groups(self, block, num_paths):
+    return wg.train_groups(self.space, block, num_paths,
+                           self.config.train.width_groups)
 
   def _loss(self, params, stats, target, archs, v1, v2, block, per_path):
     (_, q1, _, q2), new_stats = self._forward_paths(
@@ -226,6 +250,9 @@ class Trainer:
     k_path, k_aug = jax.random.split(key)
     paths = self.space.sample_block(k_path, block, table, t.paths_per_step,
                                     t.fair)
+    if t.width_groups > 1:  # slots in width buckets of the first layer
+      paths = wg.stratify(jax.random.fold_in(k_path, 1), self.space, block,
+                          paths, t.width_groups, t.fair)
     sl = self.space.block_slice(block)
     archs = jnp.tile(prefix[None], (t.paths_per_step, 1))
     archs = archs.at[:, sl].set(paths)

@@ -37,7 +37,7 @@ def get_config(preset: str = ''):
   c.model.pred_hidden = 4096
 
   c.data = ml_collections.ConfigDict()
-  c.data.source = 'embedded'  # 'embedded' | 'npz' | 'tfds'
+  c.data.source = 'embedded'  # 'embedded' | 'npz' | 'tfds' | 'synthetic' (noise, timing)
   c.data.name = 'cifar10'
   c.data.data_dir = ''
   c.data.path = ''
@@ -68,6 +68,10 @@ def get_config(preset: str = ''):
   c.train.paths_per_step = 8
   c.train.fair = True  # every width of every layer once per step
   c.train.path_chunk = 0  # online paths run side by side per chunk; 0 = all
+  # G > 1: the K sampled paths take the block's first layer from G width
+  # buckets, K/G each (stratified), and each group runs in a supernet
+  # narrowed to its bucket (bossnax/width_groups.py); 1 = all at full width.
+  c.train.width_groups = 1
   # (a smaller chunk bounds activation memory: 8 paths x 256 images of the
   # widest net need ~70 GB at once)
   c.train.remat = False  # recompute activations in the backward pass
@@ -82,6 +86,11 @@ def get_config(preset: str = ''):
   c.search.num_images = 0  # validation images (test split), 0 = all
   c.search.batch_size = 256
   c.search.path_chunk = 16  # paths evaluated side by side (bounds memory)
+  # Width buckets per layer: each group of paths runs in a supernet narrowed
+  # to its bucket's widths (less masked work, one more subprogram per group
+  # to compile); 1 = every path at full width.
+  c.search.width_groups = 1
+  c.search.view_pairs = 1  # fixed view pairs per validation image (paper: 1)
   c.search.recalibrate_bn = True
   c.search.calib_batch = 256  # fixed training batch for BN recalibration
   c.search.centre = 'normalized'  # population centre of 'normalized' | 'raw' projections

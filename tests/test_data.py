@@ -40,6 +40,23 @@ def test_npz_errors_are_one_line(tmp_path):
     make_source(_cfg(source='imagenet'))
 
 
+def test_synthetic_source_has_full_size_and_repeats_itself():
+  src = make_source(_cfg(source='synthetic', name='cifar10', image_size=16,
+                         train_images=0))
+  assert (src.num_examples('train'), src.num_examples('test')) == (50_000,
+                                                                   10_000)
+  x, y = src.get('train', np.arange(100, 164))
+  assert x.dtype == np.uint8 and x.shape == (64, 16, 16, 3) and x.std() > 50
+  np.testing.assert_array_equal(x, src.get('train', np.arange(100, 164))[0])
+  assert not np.array_equal(x, src.get('test', np.arange(100, 164))[0])
+  assert y.min() >= 0 and y.max() < 10
+  big = make_source(_cfg(source='synthetic', name='imagenet2012',
+                         image_size=224, train_images=0))
+  assert big.num_examples('train') == 1_281_167  # made on demand, not held
+  with pytest.raises(ValueError, match='set data.name to one of'):
+    make_source(_cfg(source='synthetic', name='mnist'))
+
+
 def test_tfds_offline_error_says_where_to_put_the_data(tmp_path):
   pytest.importorskip('tensorflow_datasets')
   with pytest.raises(ValueError) as e:

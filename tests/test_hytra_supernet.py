@@ -208,3 +208,32 @@ def test_prefix_once_per_step_equals_prefix_per_path_hytra(setup):
   for a, b in zip(jax.tree.leaves(out[0][0]['params']),
                   jax.tree.leaves(out[1][0]['params'])):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_remat_step_equals_plain_step_hytra(setup):
+  """train.remat=True (every site under nn.remat, recomputed in the
+  backward pass) changes the step's memory, not its maths: from the same
+  state, batch and key it gives setup's plain step (block 0, path
+  ResAtt@1/16), and the traced step holds the remat primitive only when
+  asked for. One compile: the plain step is setup's."""
+  c, space, trainer, state, _, loss = setup
+  cr = c.copy_and_resolve_references()
+  cr.train.remat = True
+  remat = Trainer(cr, space, trainer.mesh, 4, (SIZE, SIZE, 3))
+  state0 = trainer.init_state(0)  # setup's initial state, rebuilt
+  images = np.random.default_rng(0).integers(
+      0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
+  images = parallel.global_batch(trainer.mesh, images, batch_axis=1)
+  args = (state0, images, jax.random.key(0), jnp.asarray([[2]], jnp.int32),
+          jnp.zeros(space.num_layers, jnp.int32))
+  jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (trainer, remat)]
+  assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1], [
+      j.count('remat') for j in jaxprs]
+  new, m = remat.step_fn(0)(*args)  # donates state0
+  assert float(m['loss']) == pytest.approx(loss, rel=1e-5)
+  for part in ('params', 'batch_stats', 'target_params',
+               'target_batch_stats', 'opt_state'):
+    a, b = jax.tree.leaves(state[part]), jax.tree.leaves(new[part])
+    assert len(a) == len(b) > 0, part
+    for x, y in zip(a, b):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=part)

@@ -5,8 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from bossnax import parallel, search
+from bossnax import parallel, search, width_groups
 from bossnax.spaces import make_space
+from bossnax.spaces.nats import NATSSpace
 from bossnax.train import Trainer
 from test_train import _run_steps, tiny_config
 
@@ -24,15 +25,19 @@ def setup():
   return c, space, trainer, state, val, calib
 
 
-@pytest.mark.parametrize('recalibrate,centre,chunk', [
-    (True, 'normalized', 16), (False, 'raw', 3)])
+@pytest.mark.parametrize('recalibrate,centre,chunk,groups', [
+    (True, 'normalized', 16, 1), (False, 'raw', 3, 1),
+    (True, 'normalized', 16, 2), (False, 'raw', 1, 2)])
 def test_vectorised_scores_equal_per_path_loop(setup, recalibrate, centre,
-                                               chunk):
+                                               chunk, groups):
+  """Also with the paths grouped by width into narrowed supernets (groups=2:
+  each of the 4 paths of block 1 in its own narrowed net)."""
   c, space, trainer, state, val, calib = setup
   c = c.copy_and_resolve_references()
   c.search.recalibrate_bn = recalibrate
   c.search.centre = centre
   c.search.path_chunk = chunk
+  c.search.width_groups = groups
   scorer = search.Scorer(c, space, trainer.model, trainer.mesh)
   prefix = np.array([1, 0, 0, 0, 0], np.int32)
   table, vec = scorer.score_block(state, 1, prefix, val, calib)
@@ -60,6 +65,47 @@ def test_ragged_last_batch_counts_every_image_once(setup):
   np.testing.assert_allclose(ragged, weighted, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(ragged, loop, rtol=1e-4, atol=1e-5)
   assert np.abs(ragged - full).max() > 1e-6  # the 12 extra images do count
+
+
+def test_more_view_pairs_average_over_pairs(setup):
+  """search.view_pairs=2: the first pair of each image is the one-pair
+  view, the second a new one; the vectorised pass still equals the loop and
+  the scores move."""
+  c, space, trainer, state, val, calib = setup
+  c = c.copy_and_resolve_references()
+  one = search.Scorer(c, space, trainer.model, trainer.mesh)
+  c = c.copy_and_resolve_references()
+  c.search.view_pairs = 2
+  two = search.Scorer(c, space, trainer.model, trainer.mesh)
+  pairs1 = list(one.view_pairs(val, 16))
+  pairs2 = list(two.view_pairs(val, 16))
+  assert len(pairs2) == 2 * len(pairs1)
+  np.testing.assert_array_equal(pairs1[0][0], pairs2[0][0])
+  assert np.abs(np.asarray(pairs2[0][0]) - np.asarray(pairs2[2][0])).max() > 0
+  prefix = np.array([1, 0, 0, 0, 0], np.int32)
+  _, s1 = one.score_block(state, 1, prefix, val, calib)
+  _, vec = two.score_block(state, 1, prefix, val, calib)
+  _, loop = two.score_block_loop(state, 1, prefix, val, calib)
+  np.testing.assert_allclose(vec, loop, rtol=1e-4, atol=1e-5)
+  assert np.abs(vec - s1).max() > 1e-6
+
+
+def test_width_groups_split_by_bucket():
+  """8 widths in 2 buckets per layer: a 2-layer block's 64 paths fall in 4
+  groups of 16, each narrowed to its bucket's widest width; other layers
+  keep all their widths."""
+  space = NATSSpace()
+  table = space.block_paths(1)
+  groups = width_groups.score_groups(space, 1, table, 2)
+  assert [g[0] for g in groups] == [(8, 8, 4, 4, 8), (8, 8, 4, 8, 8),
+                                    (8, 8, 8, 4, 8), (8, 8, 8, 8, 8)]
+  for limits, rows in groups:
+    assert len(rows) == 16
+    lo = [l - 4 for l in limits[2:4]]
+    assert ((table[rows] < limits[2:4]) & (table[rows] >= lo)).all()
+  assert sorted(np.concatenate([r for _, r in groups])) == list(range(64))
+  assert len(width_groups.score_groups(space, 1, table, 1)) == 1
+  assert len(width_groups.score_groups(space, 1, table, 100)) == 64  # exact widths
 
 
 def test_beam_and_architecture_scores_by_hand():

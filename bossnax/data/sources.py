@@ -6,7 +6,9 @@
 'embedded' is a real CIFAR-10 subset shipped in the package (no download);
 'npz' reads arrays x_train, y_train, x_test, y_test; 'tfds' reads a prepared
 TensorFlow-Datasets dataset through `tfds.data_source` (random access, no
-TensorFlow needed).
+TensorFlow needed). 'synthetic' is uniform noise of the dataset's size (CIFAR:
+50,000 train / 10,000 test): it times a run at full scale where the real
+data cannot be had; its rankings mean nothing.
 """
 
 from __future__ import annotations
@@ -160,8 +162,49 @@ def _downsample(src, size):
   return ArraySource(src.name, *arrays, src.num_classes)
 
 
+SYNTHETIC_SIZES = {'cifar10': (50_000, 10_000), 'cifar100': (50_000, 10_000),
+                   'imagenet2012': (1_281_167, 50_000)}
+
+
+class SyntheticSource:
+  """Noise images made on demand (nothing held in memory), the same for the
+  same indices: times a run at full scale (ImageNet included)."""
+
+  def __init__(self, name, sizes, image_size, num_classes):
+    self.name = name
+    self.num_classes = num_classes
+    self._sizes = dict(zip(('train', 'test'), sizes))
+    self.image_shape = (image_size, image_size, 3)
+
+  def num_examples(self, split):
+    return self._sizes[split]
+
+  def get(self, split, indices):
+    indices = np.asarray(indices)
+    first = int(indices[0]) if len(indices) else 0
+    rng = np.random.default_rng([split == 'train', first, len(indices)])
+    n = len(indices) * int(np.prod(self.image_shape))
+    x = np.frombuffer(rng.bytes(n), np.uint8).reshape(-1, *self.image_shape)
+    return x, (indices % self.num_classes).astype(np.int32)
+
+
+def _synthetic(cfg):
+  if cfg.name not in SYNTHETIC_SIZES:
+    raise ValueError(f'synthetic data for {cfg.name!r}: set data.name to one '
+                     f'of {sorted(SYNTHETIC_SIZES)}')
+  n_train, n_test = SYNTHETIC_SIZES[cfg.name]
+  n_train = min(n_train, cfg.get('train_images', 0) or n_train)
+  size = cfg.get('image_size', 0) or 32
+  log.warning('data: synthetic noise (%d train / %d test images of %d px): '
+              'for timing a run at full scale; its rankings mean nothing',
+              n_train, n_test, size)
+  return SyntheticSource(f'{cfg.name}-synthetic', (n_train, n_test), size,
+                         NUM_CLASSES[cfg.name])
+
+
 def make_source(cfg):
-  """The source named by `cfg.source` ('embedded' | 'npz' | 'tfds')."""
+  """The source named by `cfg.source` ('embedded' | 'npz' | 'tfds' |
+  'synthetic')."""
   kind = cfg.source
   if kind == 'embedded':
     src = _from_npz(EMBEDDED, 'cifar10-embedded', 10)
@@ -172,9 +215,11 @@ def make_source(cfg):
     src = _from_npz(cfg.path, os.path.basename(cfg.path), None)
   elif kind == 'tfds':
     src = _from_tfds(cfg)
+  elif kind == 'synthetic':
+    src = _synthetic(cfg)
   else:
-    raise ValueError(f"unknown data.source {kind!r}: use 'embedded', 'npz' "
-                     "or 'tfds'")
+    raise ValueError(f"unknown data.source {kind!r}: use 'embedded', 'npz', "
+                     "'tfds' or 'synthetic'")
   n = cfg.get('train_images', 0)
   if n and isinstance(src, ArraySource) and n < src.num_examples('train'):
     x, y = src.get('train', np.arange(n))

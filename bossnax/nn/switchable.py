@@ -76,6 +76,10 @@ class SwitchableBatchNorm(nn.Module):
         if active is not None:
           onehot = onehot * active
         sel = onehot[:, None]
+        if mask is not None:
+          # A row's masked channels are never used by its width: leave them,
+          # so a narrowed supernet (NATSSpace.narrow) keeps the same state.
+          sel = sel * mask.astype(jnp.float32)[None]
         ra_mean.value = ra_mean.value * (1 - sel) + sel * new_mean
         ra_var.value = ra_var.value * (1 - sel) + sel * new_var
         hits.value = onehot

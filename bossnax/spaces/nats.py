@@ -67,10 +67,25 @@ class _ConvBN(nn.Module):
         x, w_index, mode, mask, active)
 
 
+def _fit(x, features):
+  """x with `features` channels: cut or zero-padded. Exact for an identity
+  skip, whose input is zero beyond the (equal) active width; the widths
+  differ only in a narrowed supernet (`NATSSpace.narrow`)."""
+  c = x.shape[-1]
+  if c >= features:
+    return x[..., :features]
+  return jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, features - c)])
+
+
 class _Cell(nn.Module):
-  """The fixed NATS cell; input width w_in, output width w_out."""
+  """The fixed NATS cell; input width w_in, output width w_out.
+
+  static_skip: the input and output widths are fixed (a standalone net), so
+  the skip is decided at trace time (an identity between equal widths has no
+  weights)."""
   features: int
   num_widths: int
+  static_skip: bool = False
 
   @nn.compact
   def __call__(self, x, w_in, w_out, idx_out, mask, mode):
@@ -80,7 +95,7 @@ class _Cell(nn.Module):
         n1, idx_out, mask, mode)
     skip_proj = lambda: _ConvBN(self.features, self.num_widths, kernel=1,
                                 relu_first=False, name='skip')
-    if self.num_widths == 1:  # standalone net: widths are static
+    if self.static_skip:
       skip = x if x.shape[-1] == self.features else skip_proj()(
           x, idx_out, mask, mode)
     else:
@@ -88,7 +103,7 @@ class _Cell(nn.Module):
       # identity and leaves the projection's statistics alone.
       same = w_in == w_out
       proj = skip_proj()(x, idx_out, mask, mode, active=~same)
-      skip = jnp.where(same, x, proj)
+      skip = jnp.where(same, _fit(x, self.features), proj)
     return skip + edge('e13')(n1, idx_out, mask, mode) + edge('e23')(
         n2, idx_out, mask, mode)
 
@@ -172,12 +187,13 @@ class NATSNetwork(nn.Module):
       if i == 0:
         h = _ConvBN(cmax[0], nw[0], relu_first=False, name='stem')(
             h, arch[0], masks[0], m)
-        return Cell(cmax[0], nw[0], name='cell0')(
+        return Cell(cmax[0], nw[0], nw[0] == 1, name='cell0')(
             h, widths[0], widths[0], arch[0], masks[0], m)
       if i in (1, 3):
         return Res(cmax[i], nw[i], name=f'res{i // 2}')(
             h, arch[i], masks[i], m)
-      return Cell(cmax[i], nw[i], name=f'cell{i // 2}')(
+      return Cell(cmax[i], nw[i], nw[i] == nw[i - 1] == 1,
+                  name=f'cell{i // 2}')(
           h, widths[i - 1], widths[i], arch[i], masks[i], m)
 
     outs = {}
@@ -342,8 +358,35 @@ class NATSSpace(SearchSpace):
     adapter kernels are the ones of the chosen width.
     """
     flat = self.flatten(arch)
-    chans = self.channels(arch)
-    return _slice_tree(variables, flat, chans, self.block_split)
+    rows = [slice(int(f), int(f) + 1) for f in flat]
+    return _slice_tree(variables, rows, self.channels(arch), self.block_split)
+
+  # -- narrowed supernets: paths grouped by width run at their group's width --
+  def narrow(self, net: NATSNetwork, limits) -> NATSNetwork:
+    """The supernet whose layer i keeps only its first `limits[i]` widths:
+    it computes what `net` computes for every path within the limits (the
+    channels it drops are the ones those paths mask to zero), with
+    narrower convolutions. Choice indices are unchanged."""
+    return net.clone(channel_choices=tuple(
+        tuple(self.widths[:int(n)]) for n in limits))
+
+  def narrow_variables(self, variables, limits):
+    """Supernet variables (a dict of collections) -> those of `narrow`."""
+    rows = [slice(0, int(n)) for n in limits]
+    chans = [self.widths[int(n) - 1] for n in limits]
+    return _slice_tree(variables, rows, chans, self.block_split)
+
+  def widen_variables(self, full, narrow, limits):
+    """Write `narrow` (from `narrow_variables`, e.g. updated batch
+    statistics) back into `full`; what the narrowing dropped keeps its
+    value in `full`."""
+    del limits  # every narrowed leaf is a leading window of its full leaf
+    def rec(f, n):
+      if hasattr(f, 'keys'):
+        return {k: rec(v, n[k]) if k in n else v for k, v in f.items()}
+      window = tuple(slice(0, d) for d in n.shape)
+      return f.at[window].set(n.astype(f.dtype))
+    return rec(full, narrow)
 
 
 def _layer_of(path, block_split):
@@ -362,8 +405,10 @@ def _layer_of(path, block_split):
   raise ValueError(f'no NATS layer owns variable {"/".join(path)}')
 
 
-def _slice_tree(tree, flat, chans, block_split):
-  """Walk the variable tree, slicing each leaf by the layer that owns it."""
+def _slice_tree(tree, rows, chans, block_split):
+  """Walk the variable tree, slicing each leaf by the layer that owns it:
+  batch-norm rows (and adapter kernels) `rows[i]`, output channels
+  `chans[i]`, input channels the previous layer's."""
   layer_of = lambda path: _layer_of(path, block_split)
 
   def in_width(path, i):
@@ -389,24 +434,27 @@ def _slice_tree(tree, flat, chans, block_split):
     name = path[-1]
     rest = path[1:]  # path[0] is the collection
     i = layer_of(rest)
-    w = flat[i]
+    r = rows[i]
     c = chans[i]
     if name.startswith('adapter'):  # [widths, C_in, embed]
-      return node[w:w + 1, :c]
+      return node[r, :c]
     if rest[0].startswith('adapter'):  # its BN rows, embed wide
-      return node[w:w + 1]
+      return node[r]
     if name == 'kernel' and rest[-2] != 'classifier':
       return node[..., :in_width(rest, i), :c]
     if rest[-2] == 'classifier':
       return node[:c] if name == 'kernel' else node
     if name == 'hits':
-      return node[w:w + 1]
-    return node[w:w + 1, :c]  # scale, bias, mean, var rows of this width
+      return node[r]
+    return node[r, :c]  # scale, bias, mean, var rows of these widths
 
   out = {coll: rec(v, (coll,)) for coll, v in tree.items()}
-  # A standalone cell between equal widths has an identity skip: no weights.
+  # A cell with fixed, equal input and output widths has an identity skip:
+  # no weights (the `static_skip` of _Cell).
+  single = [r.stop - r.start == 1 for r in rows]
   for i, cell in ((0, 'cell0'), (2, 'cell1'), (4, 'cell2')):
-    if chans[i] == (chans[i - 1] if i else chans[0]):
+    prev = i - 1 if i else 0
+    if single[i] and single[prev] and chans[i] == chans[prev]:
       for coll in out.values():
         if cell in coll:
           coll[cell] = {k: v for k, v in coll[cell].items() if k != 'skip'}

@@ -64,6 +64,9 @@ class Scorer:
     self.view_fn = augment.make_view_fn(config.augment)
     width_groups.check_space(space, config.search.width_groups,
                              'search.width_groups')
+    if config.search.view_pairs < 1:
+      raise ValueError(f'search.view_pairs={config.search.view_pairs}: use 1 '
+                       'or more view pairs per validation image')
     self._fns = {}
 
   # -- the pieces one path needs ----------------------------------------------
@@ -214,7 +217,7 @@ class Scorer:
       weights = np.concatenate([weights, np.zeros(pad, np.float32)])
     # search.view_pairs > 1: more fixed pairs per image (the first is the
     # same as with one); a path's score is its mean loss over all pairs.
-    for r in range(max(1, self.config.search.get('view_pairs', 1))):
+    for r in range(self.config.search.view_pairs):
       kr = key if r == 0 else jax.random.fold_in(
           jax.random.fold_in(key, 2**31 - 1), r)
       for b, start in enumerate(range(0, images.shape[0], local)):

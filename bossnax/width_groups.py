@@ -25,6 +25,8 @@ import numpy as np
 
 
 def check_space(space, groups: int, what: str):
+  if groups < 1:
+    raise ValueError(f'{what}={groups}: use 1 (no groups) or more')
   if groups > 1 and not hasattr(space, 'narrow'):
     raise ValueError(f'{what}={groups}: the {space.name} space cannot narrow '
                      f'its supernet; set {what}=1')
@@ -65,9 +67,9 @@ def score_groups(space, block: int, table: np.ndarray, groups: int):
 
 def check_training(space, num_paths: int, groups: int, path_chunk: int):
   """One-line errors for a train.width_groups the sampler cannot honour."""
-  if groups <= 1:
-    return
   check_space(space, groups, 'train.width_groups')
+  if groups == 1:
+    return
   if num_paths % groups:
     raise ValueError(f'train.width_groups={groups} must divide '
                      f'train.paths_per_step={num_paths}')

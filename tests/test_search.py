@@ -75,6 +75,9 @@ def test_more_view_pairs_average_over_pairs(setup):
   c = c.copy_and_resolve_references()
   one = search.Scorer(c, space, trainer.model, trainer.mesh)
   c = c.copy_and_resolve_references()
+  c.search.view_pairs = 0
+  with pytest.raises(ValueError, match='search.view_pairs=0: use 1 or more'):
+    search.Scorer(c, space, trainer.model, trainer.mesh)
   c.search.view_pairs = 2
   two = search.Scorer(c, space, trainer.model, trainer.mesh)
   pairs1 = list(one.view_pairs(val, 16))

@@ -103,6 +103,8 @@ def test_width_groups_that_cannot_hold_fail_in_one_line():
     width_groups.check_training(space, 6, 3, 0)
   with pytest.raises(ValueError, match='set train.path_chunk=0'):
     width_groups.check_training(space, 8, 2, 4)
+  with pytest.raises(ValueError, match='use 1 \\(no groups\\) or more'):
+    width_groups.check_training(space, 8, 0, 0)
   other = types.SimpleNamespace(name='hytra')
   with pytest.raises(ValueError, match='set search.width_groups=1'):
     width_groups.score_groups(other, 0, np.zeros((3, 1), np.int32), 2)

@@ -55,6 +55,9 @@ def main(argv):
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float((cost or {}).get('flops', 0.0))  # XLA's count, whole step
+  # XLA's count of bytes read and written: the memory-bound work (BN
+  # statistics, element-wise) that FLOPs do not show.
+  bytes_accessed = float((cost or {}).get('bytes accessed', 0.0))
   mem = compiled.memory_analysis()
   if mem is not None:  # XLA's buffer assignment of the compiled step
     print(f'compiled step: {mem.temp_size_in_bytes / 2**30:.2f} GiB of '
@@ -91,6 +94,9 @@ def main(argv):
     if peak:
       line += f', {100 * flops / dt / 1e12 / peak:.1f}% of {peak:.0f} TFLOP/s'
     print(line)
+  if bytes_accessed:
+    print(f'XLA-counted {bytes_accessed / 2**30:.2f} GiB accessed/step, '
+          f'{bytes_accessed / dt / 1e9:.1f} GB/s')
 
 
 if __name__ == '__main__':

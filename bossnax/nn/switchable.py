@@ -14,15 +14,63 @@ Batch-norm modes, passed as a static string:
   'calibrate' batch statistics; running statistics replaced by them (BN
               recalibration of one path on one fixed batch before scoring).
   'eval'      running statistics.
+
+With batch statistics the layer runs `batch_norm`: one pass over the input
+for both statistics and a closed-form backward pass. BN is memory-bound and
+a large share of a NATS step's time on a GPU (docs/performance.md); the
+textbook formula under autodiff reads the activations several more times.
 """
 
 from __future__ import annotations
+
+import functools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 MODES = ('train', 'frozen', 'calibrate', 'eval')
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4,))
+def batch_norm(x, scale, bias, shift, epsilon):
+  """Normalise `x` over all but its last axis with its batch statistics.
+
+  Returns (y, mean, var) in float32 whatever the dtype of `x`. One pass
+  computes both moments about `shift` (the running mean: a nearby centre
+  keeps E[d^2] - E[d]^2 free of cancellation); `shift` and `epsilon` get no gradient, and neither
+  do the returned statistics (they only feed the running averages).
+  """
+  return _bn_forward(x, scale, bias, shift, epsilon)[0]
+
+
+def _bn_forward(x, scale, bias, shift, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  xin, x = x, x.astype(jnp.float32)
+  d = x - shift
+  dmean = d.mean(axes)
+  var = jnp.maximum(jnp.square(d).mean(axes) - jnp.square(dmean), 0.0)
+  mean = dmean + shift
+  rstd = jax.lax.rsqrt(var + epsilon)
+  y = (x - mean) * (rstd * scale) + bias
+  # keep the input in its own dtype (bfloat16 halves this residual)
+  return (y, mean, var), (xin, mean, rstd, scale, shift)
+
+
+def _bn_backward(epsilon, res, cotangents):
+  del epsilon
+  xin, mean, rstd, scale, shift = res
+  dy = cotangents[0]  # the statistics' cotangents are ignored (see above)
+  axes = tuple(range(xin.ndim - 1))
+  n = xin.size // xin.shape[-1]
+  xhat = (xin.astype(jnp.float32) - mean) * rstd
+  dbias = dy.sum(axes)
+  dscale = (dy * xhat).sum(axes)
+  dx = (scale * rstd / n) * (n * dy - dbias - xhat * dscale)
+  return dx.astype(xin.dtype), dscale, dbias, jnp.zeros_like(shift)
+
+
+batch_norm.defvjp(_bn_forward, _bn_backward)
 
 
 def channel_mask(width: jax.Array, max_width: int, dtype=jnp.float32):
@@ -57,13 +105,16 @@ class SwitchableBatchNorm(nn.Module):
     # statistics of several paths exactly (see `merge_path_stats`).
     hits = self.variable('batch_stats', 'hits', jnp.zeros, (self.num_widths,))
 
-    axes = tuple(range(x.ndim - 1))
-    xf = x.astype(jnp.float32)
     if mode == 'eval':
       mean, var = ra_mean.value[index], ra_var.value[index]
+      y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon)
+      y = y * scale[index] + bias[index]
     else:
-      mean = xf.mean(axes)
-      var = jnp.square(xf - mean).mean(axes)
+      y, mean, var = batch_norm(
+          x, scale[index], bias[index],
+          jax.lax.stop_gradient(ra_mean.value[index]), self.epsilon)
+      # the statistics only move running averages: no gradient through them
+      mean, var = jax.lax.stop_gradient((mean, var))
       if not self.is_initializing() and mode in ('train', 'calibrate'):
         onehot = jax.nn.one_hot(index, self.num_widths)
         if mode == 'train':
@@ -83,8 +134,6 @@ class SwitchableBatchNorm(nn.Module):
         ra_mean.value = ra_mean.value * (1 - sel) + sel * new_mean
         ra_var.value = ra_var.value * (1 - sel) + sel * new_var
         hits.value = onehot
-    y = (xf - mean) * jax.lax.rsqrt(var + self.epsilon)
-    y = y * scale[index] + bias[index]
     if mask is not None:
       y = y * mask
     return y.astype(x.dtype)

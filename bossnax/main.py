@@ -57,7 +57,7 @@ def main(argv=None):
       f.write(config.to_json_best_effort(indent=1))
   try:
     _, meta = run.train_and_search()
-  except (ValueError, RuntimeError) as e:  # e.g. no readable checkpoint
+  except (ValueError, RuntimeError, MemoryError) as e:  # bad checkpoint, OOM
     print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
     return 2
   finally:

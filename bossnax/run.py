@@ -52,6 +52,16 @@ def _prefix_vector(space, paths):
   return flat
 
 
+def _out_of_memory(error, where, fix):
+  """An accelerator (or host) out-of-memory error as one line naming the
+  knobs that fix it; None for any other error."""
+  text = str(error)
+  if 'RESOURCE_EXHAUSTED' not in text and 'Out of memory' not in text:
+    return None
+  return MemoryError(f'out of memory {where}: {fix}; run the same command '
+                     'again to resume from the last checkpoint')
+
+
 class Run:
   """Builds everything from a config; `train_and_search()` does the work."""
 
@@ -112,10 +122,19 @@ class Run:
       meta = {'block': 0, 'block_step': 0, 'pool': [[[], 0.0]],
               'tables': {}, 'space': self.space.name}
       state = self.trainer.start_block(state, 0)
+      save_id = 0
     else:
-      _, state, meta = restored
+      save_id, state, meta = restored
+      save_id += 1
       log.info('resumed at block %d step %d', meta['block'],
                    meta['block_step'])
+
+    def checkpoint(state, meta, force=False):
+      # Numbered in save order (meta says where in the run it is): the end
+      # of a block's training and its scored state share a global step.
+      nonlocal save_id
+      self.ckpt.save(save_id, state, meta, force=force)
+      save_id += 1
     key = jax.device_put(jax.random.key(self.config.seed),
                          parallel.replicated(self.mesh))
     val, val_w, calib = self._search_images()
@@ -138,7 +157,17 @@ class Run:
       for s, images in prefetch(load, range(start, S)):
         # Prefix pool of size n: each step trains after one of its members.
         prefix = prefixes[s % len(prefixes)]
-        state, metrics = step_fn(state, images, key, table, prefix)
+        try:
+          state, metrics = step_fn(state, images, key, table, prefix)
+        except Exception as e:  # re-raised, reworded if out of memory
+          oom = _out_of_memory(
+              e, f'in the block-{k} train step',
+              f'lower --config.train.batch_size={t.batch_size} (raise '
+              f'train.accum_steps to keep the batch) or set '
+              f'--config.train.path_chunk')
+          if oom is None:
+            raise
+          raise oom from e
         seen += images.shape[0] * images.shape[1]
         gstep = k * S + s + 1
         if (s + 1) % t.log_every_steps == 0 or s + 1 == S:
@@ -150,15 +179,30 @@ class Run:
           progress.update(s + 1, loss=float(metrics['loss']))
         if (s + 1) % t.checkpoint_every_steps == 0 and s + 1 < S:
           meta.update(block=k, block_step=s + 1)
-          self.ckpt.save(gstep, state, meta)
+          checkpoint(state, meta)
+      if start < S:
+        # the block's training is kept whatever happens while scoring it
+        meta.update(block=k, block_step=S)
+        checkpoint(state, meta, force=True)
 
       # Score every path of block k under each prefix of the pool.
       tables = []
       for paths, _ in pool:
         prefix = _prefix_vector(self.space, paths)
         tic = time.time()
-        tab, losses = self.scorer.score_block(state, k, prefix, val, calib,
-                                              val_w)
+        try:
+          tab, losses = self.scorer.score_block(state, k, prefix, val, calib,
+                                                val_w)
+        except Exception as e:  # re-raised, reworded if out of memory
+          sc = self.config.search
+          oom = _out_of_memory(
+              e, f'while scoring block {k}',
+              f'lower --config.search.batch_size={sc.batch_size} or '
+              f'--config.search.path_chunk={sc.path_chunk} (block {k} is '
+              'trained and checkpointed)')
+          if oom is None:
+            raise
+          raise oom from e
         log.info('block %d: scored %d paths in %.1fs', k, len(tab),
                      time.time() - tic)
         tables.append((tab, losses))
@@ -176,7 +220,7 @@ class Run:
       meta.update(block=k + 1, block_step=0)
       if k + 1 < K:
         state = self.trainer.start_block(state, k + 1)
-      self.ckpt.save((k + 1) * S, state, meta, force=True)
+      checkpoint(state, meta, force=True)
     self.ckpt.wait()
     return state, meta
 

@@ -51,9 +51,17 @@ def _run(config, workdir, kill_after=None, monkeypatch=None):
   return jax.device_get(state), meta
 
 
-def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
-  c = _config(tmp_path)
-  ref_state, ref_meta = _run(c, tmp_path / 'ref')
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+  """(config, final state, meta) of an uninterrupted run."""
+  tmp = tmp_path_factory.mktemp('reference')
+  c = _config(tmp)
+  return (c, *_run(c, tmp / 'ref'))
+
+
+def test_killed_and_resumed_run_equals_uninterrupted(reference, tmp_path,
+                                                     monkeypatch):
+  c, ref_state, ref_meta = reference
   # Killed at step 2 of block 2 (5th step overall): the last checkpoint is
   # block 2's start, so steps are redone.
   with pytest.raises(Killed):
@@ -71,6 +79,38 @@ def test_killed_and_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
   assert ranking['top'][0]['arch'] == rows[1].split(',')[0]
   metrics = [json.loads(l) for l in open(tmp_path / 'cut' / 'metrics.jsonl')]
   assert {'loss', 'lr', 'tau', 'images_per_s'} <= set(metrics[0])
+
+
+def test_scoring_failure_keeps_the_trained_block(reference, tmp_path,
+                                                 monkeypatch):
+  """Scoring block 0 runs out of memory: the error is one line naming the
+  search knobs, block 0's training is checkpointed, and the run started
+  again scores it without training it again, ending as the uninterrupted
+  run."""
+  from bossnax import search
+  c, ref_state, ref_meta = reference
+  original = search.Scorer.score_block
+
+  def oom(*args, **kwargs):
+    raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 27 GB')
+  monkeypatch.setattr(search.Scorer, 'score_block', oom)
+  with pytest.raises(MemoryError, match='search.batch_size=16'):
+    _run(c, tmp_path / 'cut')
+  run = Run(c, str(tmp_path / 'cut'), write_metrics=False)
+  _, _, meta = run.ckpt.restore_latest(run.trainer.state_shapes())
+  run.close()
+  assert (meta['block'], meta['block_step'], meta['tables']) == (0, 3, {})
+
+  monkeypatch.setattr(search.Scorer, 'score_block', original)
+  steps = []
+  step_fn = Trainer.step_fn
+  monkeypatch.setattr(Trainer, 'step_fn', lambda self, block: (
+      steps.append(block) or step_fn(self, block)))
+  state, meta = _run(c, tmp_path / 'cut')
+  assert steps == [0, 1]  # block 0's loop had nothing left to run
+  assert meta['tables'] == ref_meta['tables']
+  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state)):
+    np.testing.assert_array_equal(a, b)
 
 
 def _space(c):

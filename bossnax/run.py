@@ -13,6 +13,7 @@ it stopped (the data order is a pure function of seed, block and step).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 
@@ -52,14 +53,18 @@ def _prefix_vector(space, paths):
   return flat
 
 
-def _out_of_memory(error, where, fix):
-  """An accelerator (or host) out-of-memory error as one line naming the
-  knobs that fix it; None for any other error."""
-  text = str(error)
-  if 'RESOURCE_EXHAUSTED' not in text and 'Out of memory' not in text:
-    return None
-  return MemoryError(f'out of memory {where}: {fix}; run the same command '
-                     'again to resume from the last checkpoint')
+@contextlib.contextmanager
+def _out_of_memory_names(where, fix):
+  """Rewords an accelerator (or host) out-of-memory error as one line naming
+  the knobs that fix it; any other error passes unchanged."""
+  try:
+    yield
+  except Exception as e:  # noqa: BLE001 (re-raised)
+    text = str(e)
+    if 'RESOURCE_EXHAUSTED' not in text and 'Out of memory' not in text:
+      raise
+    raise MemoryError(f'out of memory {where}: {fix}; run the same command '
+                      'again to resume from the last checkpoint') from e
 
 
 class Run:
@@ -157,17 +162,12 @@ class Run:
       for s, images in prefetch(load, range(start, S)):
         # Prefix pool of size n: each step trains after one of its members.
         prefix = prefixes[s % len(prefixes)]
-        try:
+        with _out_of_memory_names(
+            f'in the block-{k} train step',
+            f'lower --config.train.batch_size={t.batch_size} (raise '
+            'train.accum_steps to keep the batch) or set '
+            '--config.train.path_chunk'):
           state, metrics = step_fn(state, images, key, table, prefix)
-        except Exception as e:  # re-raised, reworded if out of memory
-          oom = _out_of_memory(
-              e, f'in the block-{k} train step',
-              f'lower --config.train.batch_size={t.batch_size} (raise '
-              f'train.accum_steps to keep the batch) or set '
-              f'--config.train.path_chunk')
-          if oom is None:
-            raise
-          raise oom from e
         seen += images.shape[0] * images.shape[1]
         gstep = k * S + s + 1
         if (s + 1) % t.log_every_steps == 0 or s + 1 == S:
@@ -190,19 +190,14 @@ class Run:
       for paths, _ in pool:
         prefix = _prefix_vector(self.space, paths)
         tic = time.time()
-        try:
+        sc = self.config.search
+        with _out_of_memory_names(
+            f'while scoring block {k}',
+            f'lower --config.search.batch_size={sc.batch_size} or '
+            f'--config.search.path_chunk={sc.path_chunk} (block {k} is '
+            'trained and checkpointed)'):
           tab, losses = self.scorer.score_block(state, k, prefix, val, calib,
                                                 val_w)
-        except Exception as e:  # re-raised, reworded if out of memory
-          sc = self.config.search
-          oom = _out_of_memory(
-              e, f'while scoring block {k}',
-              f'lower --config.search.batch_size={sc.batch_size} or '
-              f'--config.search.path_chunk={sc.path_chunk} (block {k} is '
-              'trained and checkpointed)')
-          if oom is None:
-            raise
-          raise oom from e
         log.info('block %d: scored %d paths in %.1fs', k, len(tab),
                      time.time() - tic)
         tables.append((tab, losses))

@@ -38,8 +38,9 @@ def batch_norm(x, scale, bias, shift, epsilon):
 
   Returns (y, mean, var) in float32 whatever the dtype of `x`. One pass
   computes both moments about `shift` (the running mean: a nearby centre
-  keeps E[d^2] - E[d]^2 free of cancellation); `shift` and `epsilon` get no gradient, and neither
-  do the returned statistics (they only feed the running averages).
+  keeps E[d^2] - E[d]^2 free of cancellation); `shift` and `epsilon` get
+  no gradient, and neither do the returned statistics (they only feed the
+  running averages).
   """
   return _bn_forward(x, scale, bias, shift, epsilon)[0]
 
@@ -54,12 +55,12 @@ def _bn_forward(x, scale, bias, shift, epsilon):
   rstd = jax.lax.rsqrt(var + epsilon)
   y = (x - mean) * (rstd * scale) + bias
   # keep the input in its own dtype (bfloat16 halves this residual)
-  return (y, mean, var), (xin, mean, rstd, scale, shift)
+  return (y, mean, var), (xin, mean, rstd, scale)
 
 
 def _bn_backward(epsilon, res, cotangents):
   del epsilon
-  xin, mean, rstd, scale, shift = res
+  xin, mean, rstd, scale = res
   dy = cotangents[0]  # the statistics' cotangents are ignored (see above)
   axes = tuple(range(xin.ndim - 1))
   n = xin.size // xin.shape[-1]
@@ -67,7 +68,7 @@ def _bn_backward(epsilon, res, cotangents):
   dbias = dy.sum(axes)
   dscale = (dy * xhat).sum(axes)
   dx = (scale * rstd / n) * (n * dy - dbias - xhat * dscale)
-  return dx.astype(xin.dtype), dscale, dbias, jnp.zeros_like(shift)
+  return dx.astype(xin.dtype), dscale, dbias, jnp.zeros_like(mean)
 
 
 batch_norm.defvjp(_bn_forward, _bn_backward)

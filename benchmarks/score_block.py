@@ -17,10 +17,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bossnax import parallel, search  # noqa: E402
+from bossnax import parallel  # noqa: E402
+from bossnax.engine.evaluator import Evaluator  # noqa: E402
 from bossnax.config import parse_args  # noqa: E402
 from bossnax.spaces import make_space  # noqa: E402
-from bossnax.train import Trainer  # noqa: E402
+from bossnax.engine.supernet import Trainer  # noqa: E402
 
 
 def main(argv):
@@ -33,10 +34,9 @@ def main(argv):
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)
-  trainer = Trainer(config, space, mesh, steps_per_epoch=1,
-                    image_shape=shape)
+  trainer = Trainer.from_config(config, mesh, 1, shape, space)
   state = trainer.init_state(0)
-  scorer = search.Scorer(config, space, trainer.model, mesh)
+  scorer = Evaluator(config, space, trainer.model, trainer.objective, mesh)
   rng = np.random.default_rng(0)
   val = rng.integers(0, 255, (n, *shape), np.uint8)
   calib = rng.integers(0, 255, (config.search.calib_batch, *shape), np.uint8)

@@ -21,8 +21,9 @@ import numpy as np  # noqa: E402
 
 from bossnax import parallel  # noqa: E402
 from bossnax.config import parse_args  # noqa: E402
+from bossnax.samplers import make_sampler  # noqa: E402
 from bossnax.spaces import make_space  # noqa: E402
-from bossnax.train import Trainer  # noqa: E402
+from bossnax.engine.supernet import Trainer  # noqa: E402
 
 
 def main(argv):
@@ -35,13 +36,15 @@ def main(argv):
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)
-  trainer = Trainer(config, space, mesh, steps_per_epoch=1000,
-                    image_shape=shape)
+  trainer = Trainer.from_config(config, mesh, 1000, shape, space)
   t = config.train
   state = trainer.start_block(trainer.init_state(0), block)
   prefix = np.asarray(space.flatten(space.default_arch()))
   # constrained spaces (HyTra) list a block's paths given the earlier blocks
   table = space.block_paths(block, space.unflatten(prefix)[:block])
+  archs = np.tile(prefix, (t.paths_per_step, 1))
+  archs[:, space.block_slice(block)] = make_sampler(config, space).sample(
+      block, 0, table)
   key = jax.random.key(0)
   rng = np.random.default_rng(0)
   local = rng.integers(0, 255, (t.accum_steps, t.batch_size //
@@ -50,7 +53,7 @@ def main(argv):
   images = parallel.global_batch(mesh, local, batch_axis=1)
   step = trainer.step_fn(block)
   tic = time.perf_counter()
-  compiled = step.lower(state, images, key, table, prefix).compile()
+  compiled = step.lower(state, images, key, archs).compile()
   compile_s = time.perf_counter() - tic
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -66,17 +69,17 @@ def main(argv):
   if flags['compile_only'].lower() in ('1', 'true'):
     return
   for _ in range(warmup):
-    state, m = compiled(state, images, key, table, prefix)
+    state, m = compiled(state, images, key, archs)
   jax.block_until_ready(state)
   tic = time.perf_counter()
   for _ in range(steps):
-    state, m = compiled(state, images, key, table, prefix)
+    state, m = compiled(state, images, key, archs)
   jax.block_until_ready(state)
   dt = (time.perf_counter() - tic) / steps
   if flags['profile_dir']:  # a few more steps under the profiler
     with jax.profiler.trace(flags['profile_dir'], create_perfetto_trace=True):
       for _ in range(3):
-        state, m = compiled(state, images, key, table, prefix)
+        state, m = compiled(state, images, key, archs)
       jax.block_until_ready(state)
   n = t.batch_size * t.accum_steps
   print(f'device: {jax.devices()[0].device_kind} x{mesh.devices.size}')

@@ -1,9 +1,11 @@
-"""Orbax checkpoints of the run: a state pytree and a JSON meta per step.
+"""Orbax checkpoints of a run: a state pytree and a JSON meta per step.
 
 All processes call save and restore together (Orbax coordinates multi-host
 writes). A checkpoint that cannot be read (truncated, corrupt, or saved by a
 config whose state has another structure) is skipped with a warning and the
 previous one is used, so a crash during a save loses at most one interval.
+A checkpoint whose meta names another format (or none: written before
+formats were recorded) is refused with one line.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ import orbax.checkpoint as ocp
 
 class Checkpointer:
 
-  def __init__(self, directory, max_to_keep=3):
+  def __init__(self, directory, max_to_keep=3, format=None):
     self.directory = os.path.abspath(directory)
+    self.format = format
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
                                            create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
@@ -42,6 +45,8 @@ class Checkpointer:
     """
     steps = self.all_steps()
     for step in reversed(steps):
+      if self.format is not None:
+        self._check_format(step)
       try:
         out = self._manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template),
@@ -61,6 +66,20 @@ class Checkpointer:
           f'no checkpoint in {self.directory} can be read (steps {steps}): '
           'delete that folder or use another --workdir')
     return None
+
+  def _check_format(self, step):
+    try:
+      meta = self._manager.restore(step, args=ocp.args.Composite(
+          meta=ocp.args.JsonRestore()))['meta']
+    except Exception:  # unreadable: restore_latest warns and falls back
+      return
+    found = meta.get('format') if isinstance(meta, dict) else None
+    if found != self.format:
+      raise ValueError(
+          f'the checkpoint at step {step} in {self.directory} comes from an '
+          f'older bossnax format ({found or "no format recorded"}, this '
+          f'version reads {self.format}): start again with another --workdir'
+          ' or resume it with the bossnax version that wrote it')
 
   def wait(self):
     self._manager.wait_until_finished()

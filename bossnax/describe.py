@@ -14,6 +14,8 @@ import sys
 
 import ml_collections
 
+from bossnax.cli import fail
+
 from bossnax.spaces import NAMES, make_space
 
 
@@ -44,8 +46,7 @@ def main(argv=None):
       space.draw(arch, args.picture)
       out['picture'] = args.picture
   except (ValueError, NotImplementedError) as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    return fail(e)
   print(json.dumps(out))
   return 0
 

@@ -26,7 +26,8 @@ import sys
 
 import ml_collections
 
-from bossnax.config import ConfigError, parse_args
+from bossnax.cli import run_main
+from bossnax.config import ConfigError
 
 FORMAT = 'bossnax.arch/1'
 
@@ -63,12 +64,12 @@ def load_spec(path):
   return space, space.parse(spec['arch']), spec
 
 
-def standalone_variables(space, state, arch, which='online'):
-  """The standalone network's variables for `arch`, from a trainer state."""
-  prefix = '' if which == 'online' else 'target_'
-  variables = {'params': state[prefix + 'params']['backbone'],
-               'batch_stats': state[prefix + 'batch_stats']['backbone']}
-  return space.slice_variables(variables, arch)
+def standalone_variables(space, objective, state, arch, which='online'):
+  """The standalone network's variables for `arch`, from a run's state
+  (`which`: the objective's online or target weights)."""
+  variables = objective.variables(state, which)
+  return space.slice_variables(
+      {name: tree['backbone'] for name, tree in variables.items()}, arch)
 
 
 def save_weights(path, variables):
@@ -97,7 +98,6 @@ def load_weights(path, net, arch_vec, image_size):
 
 def export(config, workdir, out, arch_text='', which='online'):
   """Write OUT/spec.json (+ OUT/weights unless which='none'); returns spec."""
-  import numpy as np
   from bossnax import parallel
   from bossnax.checkpoint import Checkpointer
   from bossnax.spaces import make_space
@@ -113,11 +113,15 @@ def export(config, workdir, out, arch_text='', which='online'):
     if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
       raise ValueError(f'no checkpoint in {workdir}/checkpoints: train with '
                        'python -m bossnax.main first')
-    from bossnax.train import Trainer
+    from bossnax.engine.supernet import Trainer
+    from bossnax.methods import build_method
+    from bossnax.run import FORMAT
+    method = build_method(config, space)
     size = config.data.image_size
-    trainer = Trainer(config, space, parallel.make_mesh(config.num_devices),
-                      1, (size, size, 3))
-    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'))
+    trainer = Trainer(config, space, method.objective,
+                      parallel.make_mesh(config.num_devices), 1,
+                      (size, size, 3))
+    ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'), format=FORMAT)
     try:
       restored = ckpt.restore_latest(trainer.state_shapes())
     finally:
@@ -129,17 +133,22 @@ def export(config, workdir, out, arch_text='', which='online'):
     if arch_text:
       arch = space.parse(arch_text)
     else:
-      if meta['block'] < space.num_blocks:
+      if meta['block'] < len(method.stages):
         raise ValueError(f'the run in {workdir} has not finished its search '
                          f'(block {meta["block"] + 1}): pass --arch=...')
-      arch = tuple(np.asarray(p, np.int32) for p in meta['pool'][0][0])
+      arch = method.searcher.best(meta)
     if not space.is_valid(arch):
       raise ValueError(f'{space.to_string(arch)} is not a path of the '
                        f'{space.name} space')
-    variables = standalone_variables(space, state, arch, which)
+    variables = standalone_variables(space, method.objective, state, arch,
+                                     which)
     extra = {'weights': which, 'workdir': os.path.abspath(workdir),
              'step': int(step), 'image_size': size}
-  spec = make_spec(config.space, space, arch, **extra)
+  space_cfg = config.space.copy_and_resolve_references()
+  if variables is not None and 'embed_dim' in space.space_kwargs:
+    # the width adapters in the weights have the supernet's embed_dim
+    space_cfg.embed_dim = config.model.embed_dim
+  spec = make_spec(space_cfg, space, arch, **extra)
   if parallel.is_main_process():
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, 'spec.json'), 'w') as f:
@@ -149,25 +158,19 @@ def export(config, workdir, out, arch_text='', which='online'):
   return spec
 
 
-def main(argv=None):
-  argv = sys.argv[1:] if argv is None else argv
-  try:
-    config, flags = parse_args(argv, {'workdir': '', 'out': None, 'arch': '',
-                                      'weights': 'online'})
-    if flags['weights'] != 'none' and not flags['workdir']:
-      raise ConfigError('pass --workdir=DIR (a finished run) or '
-                        '--weights=none --arch=... for a spec only')
-  except ValueError as e:  # ConfigError, or a preset's own check
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
-  try:
-    spec = export(config, flags['workdir'], flags['out'], flags['arch'],
-                  flags['weights'])
-  except (ValueError, FileNotFoundError, RuntimeError) as e:
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
+def _export(config, flags):
+  if flags['weights'] != 'none' and not flags['workdir']:
+    raise ConfigError('pass --workdir=DIR (a finished run) or '
+                      '--weights=none --arch=... for a spec only')
+  spec = export(config, flags['workdir'], flags['out'], flags['arch'],
+                flags['weights'])
   print(json.dumps(spec))
   return 0
+
+
+def main(argv=None):
+  return run_main(_export, argv, {'workdir': '', 'out': None, 'arch': '',
+                                  'weights': 'online'})
 
 
 if __name__ == '__main__':

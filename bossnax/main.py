@@ -1,4 +1,5 @@
-"""Train a supernet block by block, search it, and rank the architectures.
+"""Train a supernet with a method's stage plan, search it, rank the
+architectures.
 
   python -m bossnax.main --config=configs/nats_cifar10.py:quick --workdir=/tmp/run
   python -m bossnax.main --config=configs/nats_cifar10.py --workdir=DIR \
@@ -15,10 +16,10 @@ import logging
 import os
 import sys
 
-from bossnax.config import parse_args, setup_logging
+from bossnax.cli import run_main
 
 
-def _print_ranking(ranking, out=sys.stdout):
+def print_ranking(ranking, out=sys.stdout):
   print(f"\nbest architecture: {ranking['best']}", file=out)
   if ranking.get('top'):
     print(f"{'rank':>4}  {'arch':<24} {'score':>10} {'MFLOPs':>9} "
@@ -33,49 +34,40 @@ def _print_ranking(ranking, out=sys.stdout):
           f"{b['best']['arch'] if b['best'] else 'none fits'}", file=out)
 
 
-def main(argv=None):
-  argv = sys.argv[1:] if argv is None else argv
-  setup_logging()
-  try:
-    config, flags = parse_args(argv, {'workdir': None})
-  except ValueError as e:  # ConfigError, or a preset's own check
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
-  # Imported after argument checks so a typo fails in a second, not after
-  # JAX has started.
-  from bossnax import parallel, rank
-  from bossnax.run import Run, write_results
-  workdir = flags['workdir']
-  os.makedirs(workdir, exist_ok=True)
-  try:
-    run = Run(config, workdir)
-  except (ValueError, FileNotFoundError, RuntimeError) as e:
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
-  if parallel.is_main_process():
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
-  try:
-    _, meta = run.train_and_search()
-  except (ValueError, RuntimeError, MemoryError) as e:  # bad checkpoint, OOM
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
-  finally:
-    run.close()
-  ranking = write_results(config, run.space, meta, workdir)
-  if not parallel.is_main_process():
-    return 0
-  _print_ranking(ranking)
+def print_correlations(config, workdir):
+  from bossnax import rank
   truth = config.search.truth_file
   scores = os.path.join(workdir, 'scores.csv')
   if truth and os.path.exists(scores):
     if not os.path.exists(truth):
       logging.warning('search.truth_file %s not found: no correlations', truth)
     else:
-      result = rank.evaluate_files(scores, truth)
-      print('\n' + rank.format_report(result))
-  print(f'\nresults in {workdir}: scores.csv, ranking.json, metrics.jsonl')
+      print('\n' + rank.format_report(rank.evaluate_files(scores, truth)))
+
+
+def _search(config, flags):
+  from bossnax import parallel
+  from bossnax.run import Run
+  workdir = flags['workdir']
+  os.makedirs(workdir, exist_ok=True)
+  run = Run(config, workdir)
+  if parallel.is_main_process():
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
+  try:
+    _, meta = run.train_and_search()
+  finally:
+    run.close()
+  ranking = run.ranking(meta).write(workdir, config.search)
+  if parallel.is_main_process():
+    print_ranking(ranking)
+    print_correlations(config, workdir)
+    print(f'\nresults in {workdir}: scores.csv, ranking.json, metrics.jsonl')
   return 0
+
+
+def main(argv=None):
+  return run_main(_search, argv, {'workdir': None})
 
 
 if __name__ == '__main__':

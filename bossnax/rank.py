@@ -22,6 +22,8 @@ import sys
 import numpy as np
 from scipy import stats
 
+from bossnax.cli import fail
+
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -174,8 +176,7 @@ def main(argv=None):
     truth = read_truth(args.truth, args.truth_column)
     result = evaluate(scores, truth)
   except ValueError as e:
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+    return fail(e)
   if args.plot:
     plot(scores, truth, args.plot, result)
   if args.json:

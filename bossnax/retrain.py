@@ -16,17 +16,21 @@ end retrain_result.json (top-1/top-5 on the whole test split, cost, time).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
-import math
 import os
 import sys
 import time
 
 import jax
 import jax.numpy as jnp
+import flax.linen as nn
+import ml_collections
 import numpy as np
 import optax
+from flax import traverse_util
 
 log = logging.getLogger('bossnax')
 
@@ -36,28 +40,13 @@ log = logging.getLogger('bossnax')
 
 def lr_schedule(tcfg, steps_per_epoch: int):
   """step -> lr: linear warm-up from 0 to lr * batch / 1024, then cosine
-  decay to min_lr at the last step."""
+  decay to min_lr at the last step (the warm-up is capped one step short of
+  the end, so the decay always has a step)."""
   peak = tcfg.lr * tcfg.batch_size / 1024
   total = max(1, int(tcfg.epochs * steps_per_epoch))
   warmup = min(int(tcfg.warmup_epochs * steps_per_epoch), total - 1)
-
-  def schedule(step):
-    step = jnp.asarray(step, jnp.float32)
-    t = jnp.clip((step - warmup) / max(total - warmup, 1), 0.0, 1.0)
-    cosine = tcfg.min_lr + 0.5 * (peak - tcfg.min_lr) * (1 + jnp.cos(jnp.pi * t))
-    return jnp.where(step < warmup, peak * step / max(warmup, 1), cosine)
-  return schedule
-
-
-def smooth_labels(labels, num_classes: int, smoothing: float):
-  """One-hot targets with `smoothing` spread evenly over all classes."""
-  off = smoothing / num_classes
-  return jax.nn.one_hot(labels, num_classes) * (1.0 - smoothing) + off
-
-
-def soft_cross_entropy(logits, targets):
-  """Per-example cross-entropy against soft targets: [B]."""
-  return -(targets * jax.nn.log_softmax(logits.astype(jnp.float32))).sum(-1)
+  return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total,
+                                            end_value=tcfg.min_lr)
 
 
 def cutmix_box(key, lam, height: int, width: int):
@@ -126,17 +115,117 @@ def prune_unused(fn, variables):
       treedef, leaves)))(*[v for _, v in flat]).jaxpr
   read = {id(v) for e in jaxpr.eqns for v in e.invars}
   read |= {id(v) for v in jaxpr.outvars}  # fn should return only outputs
-  names = lambda p: tuple(str(getattr(k, 'key', k)) for k in p)
-  used_modules = {names(p)[1:-1] for (p, _), var in zip(flat, jaxpr.invars)
-                  if id(var) in read}
-  keep = {}
-  for p, v in flat:
-    if names(p)[1:-1] in used_modules:
-      node = keep
-      for k in names(p)[:-1]:
-        node = node.setdefault(k, {})
-      node[names(p)[-1]] = v
-  return keep
+  # A variable's module: its key path less the collection and the name.
+  module = lambda path: jax.tree_util.keystr(path[1:-1])
+  used = {module(p) for (p, _), var in zip(flat, jaxpr.invars)
+          if id(var) in read}
+  names = lambda path: tuple(jax.tree_util.keystr((k,), simple=True)
+                             for k in path)
+  return traverse_util.unflatten_dict(
+      {names(p): v for p, v in flat if module(p) in used})
+
+
+# ---------------------------------------------------------------------------
+# The steps: pure functions of a hashable spec, compiled once per spec/mesh.
+
+@dataclasses.dataclass(frozen=True)
+class RetrainSpec:
+  """Everything static about the train and eval steps of one network."""
+  net: nn.Module
+  arch: tuple  # the arch vector the network takes
+  num_classes: int
+  dtype: str
+  train: ml_collections.FrozenConfigDict  # the recipe (config.train)
+  augment: ml_collections.FrozenConfigDict
+  steps_per_epoch: int
+
+  def schedule(self):
+    return lr_schedule(self.train, self.steps_per_epoch)
+
+  def tx(self):
+    """AdamW; decay only on weights (not biases, not norms)."""
+    from bossnax.engine.supernet import decay_mask
+    t = self.train
+    adamw = optax.adamw(self.schedule(), weight_decay=t.weight_decay,
+                        mask=decay_mask)
+    return (optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw)
+            if t.grad_clip > 0 else adamw)
+
+
+def _logits(spec, params, stats, x, mode):
+  if spec.dtype == 'bfloat16':  # bf16 compute; f32 master params and stats
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    x = x.astype(jnp.bfloat16)
+  out = spec.net.apply({'params': params, 'batch_stats': stats}, x,
+                       jnp.asarray(spec.arch, jnp.int32), mode=mode,
+                       output='logits',
+                       mutable=['batch_stats'] if mode == 'train' else False)
+  logits, upd = out if mode == 'train' else (out, {})
+  return logits.astype(jnp.float32), upd.get('batch_stats', stats)
+
+
+def train_step(spec, state, images, labels, key):
+  from bossnax.data import augment
+  t = spec.train
+  step = state['step']
+  # Stateless randomness: a pure function of (seed, step), so a resumed
+  # run draws the same views and mixes.
+  k_aug, k_mix = jax.random.split(jax.random.fold_in(key, step))
+  x = augment.make_single_view_fn(spec.augment)(k_aug, images)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, spec.num_classes),
+                                t.label_smoothing)
+  x, targets, _ = mix_batch(k_mix, x, targets, t.mixup_alpha,
+                            t.cutmix_alpha, t.mix_switch_prob, t.mix_prob)
+
+  def loss_fn(params):
+    logits, stats = _logits(spec, params, state['batch_stats'], x, 'train')
+    # _logits returns float32: the softmax is f32 under bf16 compute
+    return optax.softmax_cross_entropy(logits, targets).mean(), stats
+
+  (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state['params'])
+  # Keep the statistics' dtypes (bf16 compute must not change the state).
+  stats = jax.tree.map(lambda n, o: n.astype(o.dtype), stats,
+                       state['batch_stats'])
+  updates, opt_state = spec.tx().update(grads, state['opt_state'],
+                                        state['params'])
+  params = optax.apply_updates(state['params'], updates)
+  new = {'params': params, 'batch_stats': stats, 'opt_state': opt_state,
+         'step': step + 1}
+  if t.ema_decay > 0:  # ema = decay * ema + (1 - decay) * new
+    for name, value in (('params', params), ('batch_stats', stats)):
+      new['ema_' + name] = optax.incremental_update(
+          value, state['ema_' + name], step_size=1 - t.ema_decay)
+  metrics = {'loss': loss, 'lr': spec.schedule()(step),
+             'grad_norm': optax.tree.norm(grads)}
+  return new, metrics
+
+
+def eval_step(spec, params, stats, images, labels, weights):
+  from bossnax.data import augment
+  x = augment.eval_view(images, spec.augment.mean, spec.augment.std)
+  logits, _ = _logits(spec, params, stats, x, 'eval')
+  k5 = min(5, logits.shape[-1])
+  top1, top5 = topk_correct(logits, labels, (1, k5))
+  loss = optax.softmax_cross_entropy(
+      logits, jax.nn.one_hot(labels, logits.shape[-1]))
+  return {'top1': (top1 * weights).sum(), 'top5': (top5 * weights).sum(),
+          'loss': (loss * weights).sum(), 'count': weights.sum()}
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_steps(spec: RetrainSpec, mesh):
+  """(train step, eval step) of `spec` on `mesh`: the state replicated and
+  donated, batches split over the mesh."""
+  from bossnax import parallel
+  rep = parallel.replicated(mesh)
+  data = parallel.batch_sharding(mesh)
+  return (jax.jit(functools.partial(train_step, spec),
+                  in_shardings=(rep, data, data, rep),
+                  out_shardings=(rep, rep), donate_argnums=(0,)),
+          jax.jit(functools.partial(eval_step, spec),
+                  in_shardings=(rep, rep, data, data, data),
+                  out_shardings=rep))
 
 
 # ---------------------------------------------------------------------------
@@ -148,17 +237,13 @@ class Retrain:
 
   def __init__(self, config):
     from bossnax import parallel
-    from bossnax.data import augment
     from bossnax.data.pipeline import Batches
     from bossnax.data.sources import make_source
     from bossnax.spaces import make_space
     self.config = c = config
     t = c.train
-    parallel.maybe_initialize_distributed(c.distributed)
-    parallel.enable_compilation_cache(c.compilation_cache_dir)
     if c.dtype not in ('float32', 'bfloat16'):
       raise ValueError(f"dtype {c.dtype!r}: use 'float32' or 'bfloat16'")
-    self.dtype = jnp.bfloat16 if c.dtype == 'bfloat16' else None
     if c.spec:  # a spec written by `python -m bossnax.export`
       from bossnax import export
       self.space, self.arch, _ = export.load_spec(c.spec)
@@ -189,26 +274,15 @@ class Retrain:
                            process_count=jax.process_count())
     self.steps_per_epoch = self.batches.steps_per_epoch
     self.total_steps = max(1, int(t.epochs * self.steps_per_epoch))
-    self.schedule = lr_schedule(t, self.steps_per_epoch)
-    # AdamW; decay only on weights (train.decay_mask: not biases, not norms).
-    from bossnax.train import decay_mask
-    adamw = optax.adamw(self.schedule, weight_decay=t.weight_decay,
-                        mask=decay_mask)
-    self.tx = (optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw)
-               if t.grad_clip > 0 else adamw)
-    self.view_fn = augment.make_single_view_fn(c.augment)
-    self.eval_view = lambda x: augment.eval_view(x, c.augment.mean,
-                                                 c.augment.std)
-    rep = parallel.replicated(self.mesh)
-    data = parallel.batch_sharding(self.mesh)
-    # The state is donated: its buffers are reused for the new state.
-    self.step_fn = jax.jit(self._train_step,
-                           in_shardings=(rep, data, data, rep),
-                           out_shardings=(rep, rep), donate_argnums=(0,))
-    self.eval_fn = jax.jit(self._eval_step,
-                           in_shardings=(rep, rep, data, data, data),
-                           out_shardings=rep)
-    self._init_fn = jax.jit(self._init_state, out_shardings=rep)
+    self.spec = RetrainSpec(
+        self.net, tuple(int(v) for v in np.asarray(arch_vec)),
+        self.space.num_classes, c.dtype,
+        ml_collections.FrozenConfigDict(t),
+        ml_collections.FrozenConfigDict(c.augment), self.steps_per_epoch)
+    self.schedule, self.tx = self.spec.schedule(), self.spec.tx()
+    self.step_fn, self.eval_fn = compiled_steps(self.spec, self.mesh)
+    from bossnax.engine.state import StateBuilder
+    self._state = StateBuilder(self._init_state, self.mesh)
 
   # -- state ----------------------------------------------------------------
   def _init_state(self, rng):
@@ -237,14 +311,10 @@ class Retrain:
   def state_shapes(self):
     """Abstract state with shardings: the checkpoint template (shape-first,
     nothing is computed)."""
-    from bossnax import parallel
-    rep = parallel.replicated(self.mesh)
-    return jax.tree.map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
-        jax.eval_shape(self._init_state, self._init_key(0)))
+    return self._state.shapes(self._init_key(0))
 
   def init_state(self, seed):
-    state = self._init_fn(self._init_key(seed))
+    state = self._state.init(self._init_key(seed))
     if self.config.init_weights:
       # Start from exported supernet weights instead of random ones (the
       # paper retrains from scratch; this is for fine-tuning studies).
@@ -263,84 +333,30 @@ class Retrain:
               jax.tree.map(jnp.copy, new), rep)
     return state
 
-  # -- steps ------------------------------------------------------------------
-  def _logits(self, params, stats, x, mode):
-    if self.dtype is not None:  # bf16 compute; f32 master params and stats
-      params = jax.tree.map(lambda p: p.astype(self.dtype), params)
-      x = x.astype(self.dtype)
-    out = self.net.apply({'params': params, 'batch_stats': stats}, x,
-                         self.arch_vec, mode=mode, output='logits',
-                         mutable=['batch_stats'] if mode == 'train' else False)
-    logits, upd = out if mode == 'train' else (out, {})
-    return logits.astype(jnp.float32), upd.get('batch_stats', stats)
-
-  def _train_step(self, state, images, labels, key):
-    t = self.config.train
-    step = state['step']
-    # Stateless randomness: a pure function of (seed, step), so a resumed
-    # run draws the same views and mixes.
-    k_aug, k_mix = jax.random.split(jax.random.fold_in(key, step))
-    x = self.view_fn(k_aug, images)
-    targets = smooth_labels(labels, self.space.num_classes,
-                            t.label_smoothing)
-    x, targets, _ = mix_batch(k_mix, x, targets, t.mixup_alpha,
-                              t.cutmix_alpha, t.mix_switch_prob, t.mix_prob)
-
-    def loss_fn(params):
-      logits, stats = self._logits(params, state['batch_stats'], x, 'train')
-      return soft_cross_entropy(logits, targets).mean(), stats
-
-    (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state['params'])
-    # Keep the statistics' dtypes (bf16 compute must not change the state).
-    stats = jax.tree.map(lambda n, o: n.astype(o.dtype), stats,
-                         state['batch_stats'])
-    updates, opt_state = self.tx.update(grads, state['opt_state'],
-                                        state['params'])
-    params = optax.apply_updates(state['params'], updates)
-    new = {'params': params, 'batch_stats': stats, 'opt_state': opt_state,
-           'step': step + 1}
-    if t.ema_decay > 0:
-      ema = lambda e, p: t.ema_decay * e + (1 - t.ema_decay) * p
-      new['ema_params'] = jax.tree.map(ema, state['ema_params'], params)
-      new['ema_batch_stats'] = jax.tree.map(ema, state['ema_batch_stats'],
-                                            stats)
-    metrics = {'loss': loss, 'lr': self.schedule(step),
-               'grad_norm': optax.tree.norm(grads)}
-    return new, metrics
-
-  def _eval_step(self, params, stats, images, labels, weights):
-    logits, _ = self._logits(params, stats, self.eval_view(images), 'eval')
-    k5 = min(5, logits.shape[-1])
-    top1, top5 = topk_correct(logits, labels, (1, k5))
-    loss = soft_cross_entropy(logits, jax.nn.one_hot(labels,
-                                                     logits.shape[-1]))
-    return {'top1': (top1 * weights).sum(), 'top5': (top5 * weights).sum(),
-            'loss': (loss * weights).sum(), 'count': weights.sum()}
-
   # -- evaluation ----------------------------------------------------------------
-  def _eval_batch(self, i, n):
-    """Batch i of the test split: every image counts once; the last batch is
-    padded with copies of the last image and weight 0 (one compiled shape).
-    Each process loads its share."""
+  def _eval_batch(self, i, idx, weights):
+    """Batch i of the padded test split (every image counts once, the
+    padding weighs 0); each process loads its share."""
     from bossnax import parallel
+    from bossnax.data.fixed import process_share
     b = self.config.eval.batch_size
-    per = b // jax.process_count()
-    idx = np.arange(i * b, (i + 1) * b)
-    mine = slice(jax.process_index() * per, (jax.process_index() + 1) * per)
-    weights = (idx < n).astype(np.float32)[mine]
-    x, y = self.source.get('test', np.minimum(idx, n - 1)[mine])
-    return tuple(parallel.global_batch(self.mesh, a) for a in (x, y, weights))
+    mine = process_share(idx[i * b:(i + 1) * b], b)
+    w = process_share(weights[i * b:(i + 1) * b], b)
+    x, y = self.source.get('test', mine)
+    return tuple(parallel.global_batch(self.mesh, a) for a in (x, y, w))
 
   def evaluate(self, state, ema=False):
+    from bossnax.data.fixed import padded_indices
     from bossnax.data.pipeline import prefetch
     n_all = self.source.num_examples('test')
     n = min(n_all, self.config.eval.num_images or n_all)
+    idx, weights = padded_indices(n, self.config.eval.batch_size)
     params = state['ema_params' if ema else 'params']
     stats = state['ema_batch_stats' if ema else 'batch_stats']
     total = None
-    for _, (x, y, w) in prefetch(lambda i: self._eval_batch(i, n),
-                                 range(math.ceil(n / self.config.eval.batch_size))):
+    batches = range(len(idx) // self.config.eval.batch_size)
+    for _, (x, y, w) in prefetch(
+        lambda i: self._eval_batch(i, idx, weights), batches):
       out = self.eval_fn(params, stats, x, y, w)
       total = out if total is None else jax.tree.map(jnp.add, total, out)
     total = jax.device_get(total)
@@ -364,8 +380,8 @@ class Retrain:
     (tests); returns the state and the result (None when stopped)."""
     from bossnax import parallel
     from bossnax.checkpoint import Checkpointer
-    from bossnax.data.pipeline import prefetch
-    from bossnax.metrics import MetricWriter, Progress
+    from bossnax.engine.loop import train_steps
+    from bossnax.metrics import MetricWriter
     c, t = self.config, self.config.train
     tic = time.time()
     S, spe = self.total_steps, self.steps_per_epoch
@@ -386,30 +402,27 @@ class Retrain:
         log.info('resumed at step %d of %d', start, S)
       key = jax.device_put(jax.random.key(c.seed),
                            parallel.replicated(self.mesh))
-      progress = Progress(S, 'retrain', start_step=start)
 
       def load(s):
         b = self.batches.get_batch(s)
         return (parallel.global_batch(self.mesh, b['image']),
                 parallel.global_batch(self.mesh, b['label']))
 
-      clock, seen = time.time(), 0
-      for s, (images, labels) in prefetch(load, range(start, S)):
-        if stop_at is not None and s >= stop_at:
-          return state, None
-        state, metrics = self.step_fn(state, images, labels, key)
-        seen += images.shape[0]
-        if (s + 1) % t.log_every_steps == 0 or s + 1 == S:
-          metrics = jax.device_get(metrics)
-          metrics['images_per_s'] = seen / max(time.time() - clock, 1e-9)
-          clock, seen = time.time(), 0
-          writer.write(s + 1, metrics, epoch=(s + 1) / spe)
-          progress.update(s + 1, loss=float(metrics['loss']))
-        epoch_end = (s + 1) % spe == 0 and s + 1 < S
-        if epoch_end and ((s + 1) // spe) % t.eval_every_epochs == 0:
-          writer.write(s + 1, self._evaluate_all(state), epoch=(s + 1) // spe)
-        if (s + 1) % t.checkpoint_every_steps == 0 and s + 1 < S:
-          ckpt.save(s + 1, state, {'step': s + 1, 'arch': arch})
+      def evaluate(step, state):
+        epoch_end = step % spe == 0 and step < S
+        if epoch_end and (step // spe) % t.eval_every_epochs == 0:
+          writer.write(step, self._evaluate_all(state), epoch=step // spe)
+
+      state = train_steps(
+          lambda s, state, batch: self.step_fn(state, *batch, key), state,
+          load, start, S, writer=writer, desc='retrain', until=stop_at,
+          log_every=t.log_every_steps,
+          checkpoint_every=t.checkpoint_every_steps,
+          save=lambda s, state: ckpt.save(s, state, {'step': s,
+                                                     'arch': arch}),
+          after_step=evaluate)
+      if stop_at is not None and stop_at < S:  # stopped as if killed
+        return state, None
       if start < S:
         ckpt.save(S, state, {'step': S, 'arch': arch}, force=True)
       final = self._evaluate_all(state)
@@ -437,28 +450,15 @@ class Retrain:
     return state, result
 
 
-def main(argv=None):
-  argv = sys.argv[1:] if argv is None else argv
-  from bossnax.config import parse_args, setup_logging
-  setup_logging()
-  try:  # ConfigError is a ValueError; a preset's own check raises one too
-    config, flags = parse_args(argv, {'workdir': None})
-  except ValueError as e:
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
+def _retrain(config, flags):
   from bossnax import parallel
   workdir = flags['workdir']
-  try:
-    run = Retrain(config)
-    os.makedirs(workdir, exist_ok=True)
-    if parallel.is_main_process():
-      with open(os.path.join(workdir, 'config.json'), 'w') as f:
-        f.write(config.to_json_best_effort(indent=1))
-    _, result = run.fit(workdir)
-  except (ValueError, FileNotFoundError, RuntimeError,
-          NotImplementedError) as e:
-    print(f'error: {str(e).splitlines()[0]}', file=sys.stderr)
-    return 2
+  run = Retrain(config)
+  os.makedirs(workdir, exist_ok=True)
+  if parallel.is_main_process():
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=1))
+  _, result = run.fit(workdir)
   if parallel.is_main_process():
     ema = (f"; EMA top-1 {result['ema_top1']:.4f} top-5 "
            f"{result['ema_top5']:.4f}" if 'ema_top1' in result else '')
@@ -466,6 +466,11 @@ def main(argv=None):
           f"{result['top5']:.4f} on {result['test_images']} test images{ema}"
           f"\nresults in {os.path.join(workdir, 'retrain_result.json')}")
   return 0
+
+
+def main(argv=None):
+  from bossnax.cli import run_main
+  return run_main(_retrain, argv, {'workdir': None})
 
 
 if __name__ == '__main__':

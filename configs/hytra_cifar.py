@@ -13,24 +13,11 @@ pixels. Widths are a quarter of the paper's by default (base_width 16).
       # CPU smoke run
 """
 
-import importlib.util
-import os
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-
-
-def _imagenet_config():
-  here = os.path.dirname(os.path.abspath(__file__))
-  spec = importlib.util.spec_from_file_location(
-      '_hytra_imagenet', os.path.join(here, 'hytra_imagenet.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from bossnax import defaults
 
 
 def get_config(preset: str = ''):
-  c = _imagenet_config().base()
+  c = defaults.hytra_base()  # the paper's search, ImageNet values
   c.space.num_classes = 10
   c.space.stem = 'cifar'
   c.space.base_width = 16
@@ -43,8 +30,8 @@ def get_config(preset: str = ''):
   c.data.name = 'cifar10'
   c.data.image_size = 32
   c.augment.ops = 'crop_flip'
-  c.augment.mean = CIFAR_MEAN
-  c.augment.std = CIFAR_STD
+  c.augment.mean = defaults.CIFAR10_MEAN
+  c.augment.std = defaults.CIFAR10_STD
   c.train.batch_size = 256
   c.train.accum_steps = 1
   c.train.lr = 0.48

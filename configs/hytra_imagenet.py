@@ -16,44 +16,19 @@ ranking.json (no scores.csv). The validation view pairs come from the first
 search.num_images images of the validation split.
 """
 
-import os
-
-from bossnax.config import load_config_file
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def base():
-  """Every key of the NATS config (one schema for all runs), HyTra values."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  c = load_config_file(os.path.join(here, 'nats_cifar10.py'))
-  space = {'name': 'hytra', 'num_classes': 1000, 'restricted': True,
-           'base_width': 64, 'heads': (4, 8), 'stem': 'imagenet',
-           'last_stride': 2, 'depth': 4}
-  c.space = type(c.space)(space)
-  c.model.embed_dim = 2048  # every block's adapter ends at the 1/32 width
-  c.model.proj_hidden = 4096
-  c.model.proj_dim = 256
-  c.model.pred_hidden = 4096
-  c.train.fair = False  # constrained blocks: uniform over valid paths
-  c.train.paths_per_step = 4
-  c.train.cache_prefix = True
-  c.search.path_chunk = 1  # paths switch branches: one after another
-  c.search.truth_file = ''
-  return c
+from bossnax import defaults
 
 
 def get_config(preset: str = ''):
-  c = base()
+  c = defaults.hytra_base()
   c.dtype = 'bfloat16'  # the official run used fp16 (apex)
   c.data.source = 'tfds'
   c.data.name = 'imagenet2012'
   c.data.image_size = 224
   c.data.test_split = 'validation'
   c.augment.ops = 'rrc,flip,color,gray,blur,solarize'
-  c.augment.mean = IMAGENET_MEAN
-  c.augment.std = IMAGENET_STD
+  c.augment.mean = defaults.IMAGENET_MEAN
+  c.augment.std = defaults.IMAGENET_STD
   c.train.batch_size = 512
   c.train.accum_steps = 8
   c.train.lr = 4.8

@@ -5,26 +5,22 @@ the official CIFAR-100 block split (c0,c1) (c2) (c3,c4) and 100 classes.
       --config.data.source=tfds --workdir=/tmp/nats_cifar100
 """
 
-import importlib.util
-import os
-
-_spec = importlib.util.spec_from_file_location(
-    'nats_cifar10', os.path.join(os.path.dirname(__file__), 'nats_cifar10.py'))
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
-
-CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
-CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+from bossnax import defaults
 
 
 def get_config(preset: str = ''):
-  c = _base.get_config(preset)
+  c = defaults.search_config()
+  if preset in defaults.NATS_PRESETS:
+    defaults.NATS_PRESETS[preset](c)  # the CIFAR-10 presets, then 100 classes
+  elif preset:
+    raise ValueError(f'unknown preset {preset!r}: use nats_cifar100.py:quick, '
+                     ':real or :tiny')
   c.space.block_split = 'cifar100'
   c.space.num_classes = 100
   c.data.name = 'cifar100'
   if not preset:
     c.data.source = 'tfds'  # the embedded sample is CIFAR-10
-  c.augment.mean = CIFAR100_MEAN
-  c.augment.std = CIFAR100_STD
+  c.augment.mean = defaults.CIFAR100_MEAN
+  c.augment.std = defaults.CIFAR100_STD
   c.search.truth_file = ''
   return c

@@ -12,10 +12,7 @@ Presets: ':cifar' (the embedded real CIFAR-10 subset, 32x32, 10 classes) and
 
 import ml_collections
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
+from bossnax import defaults
 
 
 def get_config(preset: str = ''):
@@ -53,8 +50,8 @@ def get_config(preset: str = ''):
   c.augment = ml_collections.ConfigDict()
   c.augment.ops = 'rrc,flip'  # ops of bossnax/data/augment.py, in order
   c.augment.pad = 4  # for 'crop_flip'
-  c.augment.mean = IMAGENET_MEAN
-  c.augment.std = IMAGENET_STD
+  c.augment.mean = defaults.IMAGENET_MEAN
+  c.augment.std = defaults.IMAGENET_STD
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global
@@ -116,8 +113,8 @@ def _cifar(c):
   c.data.image_size = 32
   c.data.test_split = 'test'
   c.augment.ops = 'crop_flip'
-  c.augment.mean = CIFAR_MEAN
-  c.augment.std = CIFAR_STD
+  c.augment.mean = defaults.CIFAR10_MEAN
+  c.augment.std = defaults.CIFAR10_STD
   c.train.batch_size = 128
   c.train.epochs = 100
   c.train.log_every_steps = 15

@@ -1,4 +1,11 @@
-"""Tests run on CPU with 8 fake devices (set before JAX starts)."""
+"""Tests run on CPU with 8 fake devices (set before JAX starts); meshes use 2
+of them unless a test is about sharding. Compiled programs are kept in a
+persistent cache shared by the session's processes (xdist workers and the
+subprocess tests).
+
+Shared helpers: `tiny_config`, `trainer`, `sample_archs`, `run_steps`; the
+session fixture `tiny_run` is one finished tiny search that the golden,
+resume, rescore and export tests all read."""
 
 import os
 import pathlib
@@ -6,6 +13,99 @@ import sys
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# One persistent compilation cache for every process of the run (workers
+# and subprocesses inherit the environment).
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', str(ROOT / '.jax_cache'))
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / 'shared'
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+DEVICES = 2  # the default mesh of a test
+
+
+def tiny_config(tmp_path=None, preset='tiny'):
+  """configs/nats_cifar10.py:tiny; with tmp_path, on a 48-image npz of noise
+  (3 steps per block)."""
+  from bossnax.config import load_config_file
+  c = load_config_file(str(ROOT / 'configs' / 'nats_cifar10.py') + ':' +
+                       preset)
+  c.num_devices = DEVICES
+  if tmp_path is not None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / 'tiny.npz'
+    np.savez(path, x_train=rng.integers(0, 255, (48, 32, 32, 3), np.uint8),
+             y_train=rng.integers(0, 10, 48), x_test=rng.integers(
+                 0, 255, (32, 32, 32, 3), np.uint8),
+             y_test=rng.integers(0, 10, 32))
+    c.data.source = 'npz'
+    c.data.path = str(path)
+  return c
+
+
+def trainer(config, devices=DEVICES, steps_per_epoch=4, image_shape=(32, 32, 3),
+            space=None):
+  """The engine's Trainer for `config`'s method."""
+  from bossnax import parallel
+  from bossnax.engine.supernet import Trainer
+  return Trainer.from_config(config, parallel.make_mesh(devices),
+                             steps_per_epoch, image_shape, space)
+
+
+def sample_archs(tr, block, step, prefix):
+  """The K paths [K, L] a run's step `step` of block `block` trains."""
+  from bossnax.samplers import make_sampler
+  space = tr.space
+  prefix = np.asarray(prefix, np.int32)
+  table = space.block_paths(block, space.unflatten(prefix)[:block])
+  archs = np.tile(prefix, (tr.config.train.paths_per_step, 1))
+  archs[:, space.block_slice(block)] = make_sampler(tr.config, space).sample(
+      block, step, table)
+  return archs
+
+
+def batch(tr, n=16, seed=0, size=32):
+  from bossnax import parallel
+  x = np.random.default_rng(seed).integers(0, 255, (1, n, size, size, 3),
+                                           np.uint8)
+  return parallel.global_batch(tr.mesh, x, batch_axis=1)
+
+
+def run_steps(tr, block, steps, prefix=None, state=None):
+  """(state, metrics) after `steps` steps of block `block` from a fresh
+  state (or `state`), on noise batches."""
+  import jax
+  state = tr.start_block(tr.init_state(0) if state is None else state, block)
+  prefix = np.zeros(tr.space.num_layers, np.int32) if prefix is None else (
+      prefix)
+  key = jax.random.key(0)
+  for s in range(steps):
+    state, metrics = tr.step_fn(block)(state, batch(tr, seed=s), key,
+                                       sample_archs(tr, block, s, prefix))
+  return jax.device_get(state), jax.device_get(metrics)
+
+
+def run_search(config, workdir):
+  """(final state, meta) of a whole search run in `workdir`."""
+  import jax
+  from bossnax.run import Run
+  run = Run(config, str(workdir))
+  try:
+    state, meta = run.train_and_search()
+  finally:
+    run.close()
+  return jax.device_get(state), meta
+
+
+@pytest.fixture(scope='session')
+def tiny_run(tmp_path_factory):
+  """One finished search of configs/nats_cifar10.py:tiny (the embedded real
+  images, three blocks): (config, workdir, final state, meta)."""
+  c = tiny_config()
+  workdir = tmp_path_factory.mktemp('tiny_run') / 'run'
+  state, meta = run_search(c, workdir)
+  return c, workdir, state, meta

@@ -25,7 +25,8 @@ from bossnax.config import load_config_file  # noqa: E402
 from bossnax.data.pipeline import Batches  # noqa: E402
 from bossnax.data.sources import make_source  # noqa: E402
 from bossnax.spaces import make_space  # noqa: E402
-from bossnax.train import Trainer  # noqa: E402
+from bossnax.engine.supernet import Trainer  # noqa: E402
+from bossnax.methods import build_method  # noqa: E402
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 c = load_config_file(os.path.join(root, 'configs', 'nats_cifar10.py') +
@@ -47,14 +48,18 @@ source = make_source(c.data)
 batches = Batches(source, 'train', c.train.batch_size, seed=0,
                   process_index=jax.process_index(),
                   process_count=jax.process_count())
-trainer = Trainer(c, space, mesh, batches.steps_per_epoch)
+method = build_method(c, space)
+trainer = Trainer(c, space, method.objective, mesh, batches.steps_per_epoch)
+sampler = method.stages[0].sampler
 state = trainer.start_block(trainer.init_state(0), 0)
 key = jax.random.key(0)
 table, prefix = space.block_paths(0), np.zeros(5, np.int32)
+archs = lambda s: np.concatenate(
+    [sampler.sample(0, s, table), np.zeros((2, 3), np.int32)], 1)
 for step in range(3):
   local = batches.get_batch(step)['image'][None]
   images = parallel.global_batch(mesh, local, batch_axis=1)
-  state, metrics = trainer.step_fn(0)(state, images, key, table, prefix)
+  state, metrics = trainer.step_fn(0)(state, images, key, archs(step))
 params = jax.tree_util.tree_flatten_with_path(state['params'])[0]
 if jax.process_index() == 0:
   np.savez(out, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in params})

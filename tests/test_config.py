@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from bossnax.config import ConfigError, parse_args
+from bossnax import defaults
+from bossnax.config import ConfigError, flat_keys, load_config_file, parse_args
 from conftest import ROOT
 
 CFG = str(ROOT / 'configs' / 'nats_cifar10.py')
@@ -37,11 +38,49 @@ def test_bad_override_names_the_fix(arg, msg):
                {'workdir': None})
 
 
-def test_every_config_file_loads():
-  for name in ('nats_cifar10.py', 'nats_cifar10.py:quick',
-               'nats_cifar10.py:tiny', 'nats_cifar100.py'):
-    c, _ = parse_args([f'--config={ROOT / "configs" / name}'], {})
-    assert c.space.name == 'nats'
+PRESETS = {  # every config file and its presets
+    'nats_cifar10.py': ('', 'quick', 'tiny', 'real'),
+    'nats_cifar100.py': ('', 'quick', 'tiny', 'real'),
+    'hytra_cifar.py': ('', 'real', 'tiny'),
+    'hytra_imagenet.py': ('',),
+    'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra'),
+}
+
+
+def test_presets_list_every_config_file():
+  assert set(PRESETS) == {p.name for p in (ROOT / 'configs').glob('*.py')}
+
+
+@pytest.mark.parametrize('name,preset', [
+    (name, preset) for name, presets in PRESETS.items() for preset in presets])
+def test_every_config_file_loads(name, preset):
+  spec = f'{ROOT / "configs" / name}' + (f':{preset}' if preset else '')
+  c, _ = parse_args([f'--config={spec}'], {})
+  tiny_nats = (name, preset) == ('retrain_hytra.py', 'tiny')
+  assert c.space.name == ('nats' if name.startswith('nats') or tiny_nats
+                          else 'hytra')
+  if name.startswith('retrain'):
+    assert 'method' not in c
+  else:  # one schema for every search run (the space's fields aside)
+    assert c.method == 'bossnas'
+    search_keys = lambda c: {k for k in flat_keys(c)
+                             if not k.startswith('space.')}
+    assert search_keys(c) == search_keys(defaults.search_config())
+
+
+def test_unknown_preset_fails():
+  for name in PRESETS:
+    with pytest.raises(ValueError, match='unknown preset'):
+      load_config_file(f'{ROOT / "configs" / name}:nope')
+
+
+def test_config_files_share_code_through_bossnax_defaults():
+  """A config file imports bossnax.defaults; loading another config file
+  (importlib, load_config_file) would hide where a value comes from."""
+  for path in (ROOT / 'configs').glob('*.py'):
+    text = path.read_text()
+    for word in ('importlib', 'load_config_file', 'exec_module'):
+      assert word not in text, f'{path.name} uses {word}'
 
 
 def test_main_reports_one_line_error():

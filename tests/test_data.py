@@ -10,7 +10,7 @@ import pytest
 from bossnax.data import augment
 from bossnax.data.pipeline import Batches
 from bossnax.data.sources import EMBEDDED, make_source
-from test_train import tiny_config
+from conftest import tiny_config
 
 
 def _cfg(**kw):

@@ -86,14 +86,13 @@ def test_imagenet_config_builds_the_paper_supernet():
   """configs/hytra_imagenet.py: the 16-layer, full-width supernet's state
   builds shape-first (nothing is allocated)."""
   import jax
-  from bossnax import parallel
   from bossnax.config import load_config_file
   from bossnax.spaces import make_space
-  from bossnax.train import Trainer
+  from conftest import trainer
   c = load_config_file(str(ROOT / 'configs/hytra_imagenet.py'))
   space = make_space(c.space)
   assert space.count() == 2_777_600 and space.num_layers == 16
-  tr = Trainer(c, space, parallel.make_mesh(1), 10, (224, 224, 3))
+  tr = trainer(c, devices=1, steps_per_epoch=10, image_shape=(224, 224, 3))
   shapes = tr.state_shapes()
   backbone = shapes['params']['backbone']
   assert set(backbone['layer15_s3']) == {'att', 'conv'}

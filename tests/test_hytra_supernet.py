@@ -10,14 +10,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bossnax import export, parallel, search
+from bossnax import export, parallel
 from bossnax.config import load_config_file
 from bossnax.spaces import make_space
 from bossnax.spaces.hytra import NAMED, HyTraSpace
-from bossnax.train import Trainer
-from conftest import ROOT
+from bossnax.engine.evaluator import Evaluator
+from conftest import ROOT, sample_archs, trainer as make_trainer
 
+pytestmark = pytest.mark.slow
 SIZE = 16
+PATH = np.array([[2, 0, 0, 0]], np.int32)  # block 0: ResAtt@1/16 (choice 2)
 
 
 @pytest.fixture(scope='module')
@@ -26,8 +28,8 @@ def setup():
   c.train.warmup_epochs = 0.0  # the first step already moves the weights
   c.train.paths_per_step = 1
   space = make_space(c.space)
-  mesh = parallel.make_mesh(0)
-  trainer = Trainer(c, space, mesh, 4, (SIZE, SIZE, 3))
+  trainer = make_trainer(c, steps_per_epoch=4, image_shape=(SIZE, SIZE, 3))
+  mesh = trainer.mesh
   state0 = trainer.init_state(0)
   att_before = np.asarray(
       state0['params']['backbone']['layer0_s2']['att']['bn3']['scale'])
@@ -35,10 +37,8 @@ def setup():
   images = np.random.default_rng(0).integers(
       0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
   images = parallel.global_batch(mesh, images, batch_axis=1)
-  table = jnp.asarray([[2]], jnp.int32)
-  prefix = jnp.zeros(space.num_layers, jnp.int32)
   state, metrics = trainer.step_fn(0)(state0, images, jax.random.key(0),
-                                      table, prefix)
+                                      PATH)
   return c, space, trainer, state, att_before, float(metrics['loss'])
 
 
@@ -130,7 +130,8 @@ def test_vectorised_scoring_equals_loop_hytra(setup):
   """Block 4 after a prefix that ends at 1/16: 4 paths (ResConv or
   ResAtt, at 1/16 or down to 1/32)."""
   c, space, trainer, state, _, _ = setup
-  scorer = search.Scorer(c, space, trainer.model, trainer.mesh)
+  scorer = Evaluator(c, space, trainer.model, trainer.objective,
+                     trainer.mesh)
   prefix = space.flatten(space.parse('[[1],[1],[0,1],[]]'))
   rng = np.random.default_rng(1)
   val = rng.integers(0, 255, (24, SIZE, SIZE, 3), dtype=np.uint8)
@@ -160,13 +161,14 @@ def test_named_architectures_run_standalone():
 def test_export_spec_and_weights_feed_retraining(setup, tmp_path):
   """export -> retrain: the spec rebuilds the space and path, and
   init_weights starts retraining from the supernet's weights."""
-  c, space, _, state, _, _ = setup
+  c, space, trainer, state, _, _ = setup
   arch = space.parse('[[1],[1],[0,1],[]]')
   spec = export.make_spec(c.space, space, arch)
   with open(tmp_path / 'spec.json', 'w') as f:
     import json
     json.dump(spec, f)
-  sliced = export.standalone_variables(space, state, arch)
+  sliced = export.standalone_variables(space, trainer.objective, state,
+                                       arch)
   export.save_weights(tmp_path / 'weights', sliced)
   from bossnax import retrain
   rc = load_config_file(str(ROOT / 'configs/retrain_hytra.py') + ':tiny')
@@ -187,27 +189,30 @@ def test_export_spec_and_weights_feed_retraining(setup, tmp_path):
 
 
 def test_prefix_once_per_step_equals_prefix_per_path_hytra(setup):
-  """Block 3's step with the finished blocks' slots computed once for all
-  paths equals the step that runs them inside every path."""
+  """Block 3's forward pass with the finished blocks' slots computed once
+  for all paths equals the pass that runs them inside every path: the same
+  outputs for both views and the same merged batch statistics (the
+  function the prefix cache changes; the step around it is shared)."""
+  from bossnax.engine import supernet
   c, space, trainer, state, _, _ = setup
-  images = np.random.default_rng(2).integers(
-      0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
-  images = parallel.global_batch(trainer.mesh, images, batch_axis=1)
   prefix = jnp.asarray(space.flatten(space.parse('[[1],[1],[0,1],[]]')))
-  table = jnp.asarray(space.block_paths(3, space.unflatten(prefix)[:3]))
+  views = tuple(jax.random.normal(jax.random.key(i), (8, SIZE, SIZE, 3))
+                for i in range(2))
   out = []
   for cache in (True, False):
     cc = c.copy_and_resolve_references()
     cc.train.cache_prefix = cache
     cc.train.paths_per_step = 2
-    tr = Trainer(cc, space, trainer.mesh, 4, (SIZE, SIZE, 3))
-    st = tr.start_block(jax.tree.map(jnp.copy, state), 3)
-    new, m = tr.step_fn(3)(st, images, jax.random.key(5), table, prefix)
-    out.append((new, float(m['loss'])))
-  assert out[0][1] == pytest.approx(out[1][1], rel=1e-5)
-  for a, b in zip(jax.tree.leaves(out[0][0]['params']),
-                  jax.tree.leaves(out[1][0]['params'])):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    tr = make_trainer(cc, steps_per_epoch=4, image_shape=(SIZE, SIZE, 3))
+    spec = tr.specs[3]
+    archs = sample_archs(tr, 3, 0, prefix)
+    fn = jax.jit(lambda p, st, spec=spec, archs=archs: supernet.forward_paths(
+        spec, p, st, archs, views, per_path=False))
+    out.append(jax.device_get(fn(state['params'], state['batch_stats'])))
+  assert not np.array_equal(archs[0], archs[1])  # two paths of block 3
+  for a, b in zip(jax.tree.leaves(out[0]), jax.tree.leaves(out[1]),
+                  strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_remat_step_equals_plain_step_hytra(setup):
@@ -219,20 +224,18 @@ def test_remat_step_equals_plain_step_hytra(setup):
   c, space, trainer, state, _, loss = setup
   cr = c.copy_and_resolve_references()
   cr.train.remat = True
-  remat = Trainer(cr, space, trainer.mesh, 4, (SIZE, SIZE, 3))
+  remat = make_trainer(cr, steps_per_epoch=4, image_shape=(SIZE, SIZE, 3))
   state0 = trainer.init_state(0)  # setup's initial state, rebuilt
   images = np.random.default_rng(0).integers(
       0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
   images = parallel.global_batch(trainer.mesh, images, batch_axis=1)
-  args = (state0, images, jax.random.key(0), jnp.asarray([[2]], jnp.int32),
-          jnp.zeros(space.num_layers, jnp.int32))
+  args = (state0, images, jax.random.key(0), PATH)
   jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (trainer, remat)]
   assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1], [
       j.count('remat') for j in jaxprs]
   new, m = remat.step_fn(0)(*args)  # donates state0
   assert float(m['loss']) == pytest.approx(loss, rel=1e-5)
-  for part in ('params', 'batch_stats', 'target_params',
-               'target_batch_stats', 'opt_state'):
+  for part in ('params', 'batch_stats', 'extra', 'opt_state'):
     a, b = jax.tree.leaves(state[part]), jax.tree.leaves(new[part])
     assert len(a) == len(b) > 0, part
     for x, y in zip(a, b):

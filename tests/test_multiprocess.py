@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import ROOT
 
@@ -18,6 +19,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_equal_one(tmp_path):
   rng = np.random.default_rng(0)
   npz = tmp_path / 'data.npz'

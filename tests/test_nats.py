@@ -95,3 +95,36 @@ def test_one_compilation_serves_every_path(space, variables):
   for text in ('8:8:8:8:8', '64:64:64:64:64', '16:32:48:8:8'):
     f(jnp.asarray(space.flatten(space.from_string(text))))
   assert len(traces) == 1
+
+
+def test_host_side_architecture_operators(space):
+  """sample / mutate / crossover / largest / smallest (what evolution and
+  the budgeted searches use): valid architectures, mutation changes about
+  `prob` of the layers, crossover takes every layer from a parent."""
+  rng = np.random.default_rng(0)
+  assert space.to_string(space.largest()) == '64:64:64:64:64'
+  assert space.to_string(space.smallest()) == '8:8:8:8:8'
+  archs = [space.sample(rng) for _ in range(200)]
+  assert all(space.is_valid(a) for a in archs)
+  assert len({space.to_string(a) for a in archs}) > 190  # 32,768 to draw from
+  flat = np.stack([space.flatten(a) for a in archs])
+  assert set(flat.ravel().tolist()) == set(range(8))
+  changed = [np.mean(space.flatten(space.mutate(a, rng, 0.4)) !=
+                     space.flatten(a)) for a in archs]
+  # a redrawn layer keeps its choice 1 time in 8: 0.4 * 7/8 = 0.35
+  assert 0.3 < np.mean(changed) < 0.4
+  for a, b in zip(archs[::2], archs[1::2]):
+    child = space.flatten(space.crossover(a, b, rng))
+    fa, fb = space.flatten(a), space.flatten(b)
+    assert ((child == fa) | (child == fb)).all()
+
+
+def test_constrained_space_operators_stay_valid():
+  from bossnax.spaces.hytra import HyTraSpace
+  hytra = HyTraSpace(depth=1)
+  rng = np.random.default_rng(1)
+  archs = [hytra.sample(rng) for _ in range(50)]
+  for a, b in zip(archs, archs[1:]):
+    assert hytra.is_valid(hytra.mutate(a, rng, 0.5))
+    assert hytra.is_valid(hytra.crossover(a, b, rng))
+  assert hytra.is_valid(hytra.smallest()) and hytra.is_valid(hytra.largest())

@@ -1,5 +1,7 @@
 """A run killed anywhere and started again ends where an uninterrupted run
-ends; a corrupt latest checkpoint falls back to the previous one."""
+ends (the session's tiny run); a scoring failure keeps the trained block; a
+corrupt latest checkpoint falls back to the previous one; a checkpoint of
+an older format is refused in one line."""
 
 import json
 import logging
@@ -11,111 +13,116 @@ import numpy as np
 import pytest
 
 from bossnax.checkpoint import Checkpointer
-from bossnax.run import Run, write_results
-from bossnax.train import Trainer
-from test_train import tiny_config
+from bossnax.engine.evaluator import Evaluator
+from bossnax.engine.supernet import Trainer
+from bossnax.run import FORMAT, Run
+from conftest import run_search
+
 
 
 class Killed(Exception):
   pass
 
 
-def _config(tmp_path):
-  c = tiny_config(tmp_path)  # 48 train images: 3 steps per block
-  c.space.block_split = '0,1,2|3,4'  # two blocks keep it short
-  c.train.checkpoint_every_steps = 2
-  return c
+def _kill_after(monkeypatch, n):
+  original = Trainer.step_fn
+  calls = {'n': 0}
+
+  def step_fn(self, block):
+    fn = original(self, block)
+
+    def counted(*args):
+      if calls['n'] == n:
+        raise Killed()
+      calls['n'] += 1
+      return fn(*args)
+    return counted
+  monkeypatch.setattr(Trainer, 'step_fn', step_fn)
 
 
-def _run(config, workdir, kill_after=None, monkeypatch=None):
-  if kill_after is not None:
-    original = Trainer.step_fn
-    calls = {'n': 0}
-
-    def step_fn(self, block):
-      fn = original(self, block)
-
-      def counted(*args):
-        if calls['n'] == kill_after:
-          raise Killed()
-        calls['n'] += 1
-        return fn(*args)
-      return counted
-    monkeypatch.setattr(Trainer, 'step_fn', step_fn)
-  run = Run(config, str(workdir))
-  try:
-    state, meta = run.train_and_search()
-  finally:
-    run.close()
-    monkeypatch.undo() if monkeypatch else None
-  return jax.device_get(state), meta
+def _equal_states(a, b):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(x, y)
 
 
-@pytest.fixture(scope='module')
-def reference(tmp_path_factory):
-  """(config, final state, meta) of an uninterrupted run."""
-  tmp = tmp_path_factory.mktemp('reference')
-  c = _config(tmp)
-  return (c, *_run(c, tmp / 'ref'))
-
-
-def test_killed_and_resumed_run_equals_uninterrupted(reference, tmp_path,
+@pytest.mark.slow
+@pytest.mark.xdist_group('tiny_run')
+def test_killed_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path,
                                                      monkeypatch):
-  c, ref_state, ref_meta = reference
+  c, ref_dir, ref_state, ref_meta = tiny_run
   # Killed at step 2 of block 2 (5th step overall): the last checkpoint is
   # block 2's start, so steps are redone.
+  _kill_after(monkeypatch, 4)
   with pytest.raises(Killed):
-    _run(c, tmp_path / 'cut', kill_after=4, monkeypatch=monkeypatch)
-  state, meta = _run(c, tmp_path / 'cut')
+    run_search(c, tmp_path / 'cut')
+  monkeypatch.undo()
+  state, meta = run_search(c, tmp_path / 'cut')
   assert meta['tables'] == ref_meta['tables']
   assert meta['pool'] == ref_meta['pool']
-  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state)):
-    np.testing.assert_array_equal(a, b)
-  # and the results of the run are written, higher score = better
-  ranking = write_results(c, _space(c), meta,
-                          str(tmp_path / 'cut'))
-  rows = open(tmp_path / 'cut' / 'scores.csv').read().splitlines()
-  assert rows[0] == 'arch,score,flops,params' and len(rows) == 33
-  assert ranking['top'][0]['arch'] == rows[1].split(',')[0]
+  _equal_states(state, ref_state)
   metrics = [json.loads(l) for l in open(tmp_path / 'cut' / 'metrics.jsonl')]
   assert {'loss', 'lr', 'tau', 'images_per_s'} <= set(metrics[0])
+  assert meta['format'] == FORMAT and meta['method'] == 'bossnas'
 
 
-def test_scoring_failure_keeps_the_trained_block(reference, tmp_path,
+@pytest.mark.slow
+@pytest.mark.xdist_group('tiny_run')
+def test_scoring_failure_keeps_the_trained_block(tiny_run, tmp_path,
                                                  monkeypatch):
   """Scoring block 0 runs out of memory: the error is one line naming the
   search knobs, block 0's training is checkpointed, and the run started
   again scores it without training it again, ending as the uninterrupted
   run."""
-  from bossnax import search
-  c, ref_state, ref_meta = reference
-  original = search.Scorer.score_block
+  c, _, ref_state, ref_meta = tiny_run
 
   def oom(*args, **kwargs):
     raise RuntimeError('RESOURCE_EXHAUSTED: Out of memory allocating 27 GB')
-  monkeypatch.setattr(search.Scorer, 'score_block', oom)
+  monkeypatch.setattr(Evaluator, 'score_block', oom)
   with pytest.raises(MemoryError, match='search.batch_size=16'):
-    _run(c, tmp_path / 'cut')
+    run_search(c, tmp_path / 'cut')
+  monkeypatch.undo()
   run = Run(c, str(tmp_path / 'cut'), write_metrics=False)
-  _, _, meta = run.ckpt.restore_latest(run.trainer.state_shapes())
+  _, _, meta = run.restore()
   run.close()
   assert (meta['block'], meta['block_step'], meta['tables']) == (0, 3, {})
 
-  monkeypatch.setattr(search.Scorer, 'score_block', original)
   steps = []
   step_fn = Trainer.step_fn
   monkeypatch.setattr(Trainer, 'step_fn', lambda self, block: (
       steps.append(block) or step_fn(self, block)))
-  state, meta = _run(c, tmp_path / 'cut')
-  assert steps == [0, 1]  # block 0's loop had nothing left to run
+  state, meta = run_search(c, tmp_path / 'cut')
+  assert steps == [0, 1, 2]  # block 0's loop had nothing left to run
   assert meta['tables'] == ref_meta['tables']
-  for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(ref_state)):
-    np.testing.assert_array_equal(a, b)
+  _equal_states(state, ref_state)
 
 
-def _space(c):
-  from bossnax.spaces import make_space
-  return make_space(c.space)
+@pytest.mark.slow
+@pytest.mark.xdist_group('tiny_run')
+def test_older_checkpoint_format_is_refused_in_one_line(tiny_run, tmp_path):
+  """A checkpoint written before formats were recorded (meta without
+  'format', the state of bossnax before the engine) stops the run with one
+  line, and nothing is deleted."""
+  c, ref_dir, _, _ = tiny_run
+  work = tmp_path / 'old'
+  shutil.copytree(ref_dir / 'checkpoints', work / 'checkpoints')
+  last = max(int(p) for p in os.listdir(work / 'checkpoints') if p.isdigit())
+  meta_file = work / 'checkpoints' / str(last) / 'meta' / 'metadata'
+  meta = json.loads(meta_file.read_text())
+  del meta['format']
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(ValueError, match='older bossnax format') as e:
+    run_search(c, work)
+  assert len(str(e.value).splitlines()) == 1
+  assert meta_file.exists()
+  from bossnax import main
+  rc = main.main([f'--config={_config_file()}:tiny', f'--workdir={work}',
+                  '--config.num_devices=2'])
+  assert rc == 2
+
+
+def _config_file():
+  from conftest import ROOT
+  return ROOT / 'configs' / 'nats_cifar10.py'
 
 
 def test_corrupt_latest_checkpoint_falls_back(tmp_path, caplog):

@@ -11,12 +11,13 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from bossnax import parallel, retrain
 from bossnax.config import load_config_file
 from bossnax.retrain import (Retrain, cutmix_box, lr_schedule, mix_batch,
-                             smooth_labels, soft_cross_entropy, topk_correct)
+                             prune_unused, topk_correct)
 from conftest import ROOT
 
 CONFIG = str(ROOT / 'configs' / 'retrain_hytra.py')
@@ -97,10 +98,13 @@ def test_mixup_by_hand_and_switches():
 
 
 def test_label_smoothed_cross_entropy_by_hand():
+  # the train step's loss: optax's smoothing of one-hot labels, then its
+  # cross-entropy against the soft targets
   logits = [[1.0, 2.0, 3.0], [0.5, 0.0, -1.0]]
   labels, s = [2, 0], 0.1
-  got = soft_cross_entropy(jnp.array(logits),
-                           smooth_labels(jnp.array(labels), 3, s))
+  got = optax.softmax_cross_entropy(
+      jnp.array(logits),
+      optax.smooth_labels(jax.nn.one_hot(jnp.array(labels), 3), s))
   for row, y, g in zip(logits, labels, got):
     logz = math.log(sum(math.exp(v) for v in row))
     nll = logz - row[y]
@@ -122,13 +126,56 @@ def test_lr_schedule_and_topk_by_hand():
   np.testing.assert_array_equal(top2, [1, 1])
 
 
+def _hand_schedule(peak, min_lr, warmup, total, step):
+  """The recipe written out: linear from 0 over `warmup` steps, then cosine
+  from peak to min_lr at step `total`, held after."""
+  if step < warmup:
+    return peak * step / warmup
+  t = min((step - warmup) / (total - warmup), 1.0)
+  return min_lr + 0.5 * (peak - min_lr) * (1 + math.cos(math.pi * t))
+
+
+@pytest.mark.parametrize('epochs,warmup_epochs,steps_per_epoch,want_warmup', [
+    (10, 2.0, 10, 20),  # the usual case
+    (10, 0.0, 10, 0),  # no warm-up: the cosine starts at step 0
+    (2, 5.0, 10, 19),  # warm-up longer than the run: capped at total - 1
+    (1, 0.5, 1, 0),  # one step in all: no warm-up, min_lr at step 1
+    (1, 0.25, 3, 0),  # int(0.75) = 0 warm-up steps
+    (3, 0.5, 7, 3),  # int(3.5) = 3 warm-up steps of 21
+])
+def test_lr_schedule_edge_cases_by_hand(epochs, warmup_epochs,
+                                        steps_per_epoch, want_warmup):
+  c = tiny_config().train
+  c.epochs, c.warmup_epochs, c.min_lr = epochs, warmup_epochs, 1e-5
+  peak = c.lr * c.batch_size / 1024
+  total = max(1, int(epochs * steps_per_epoch))
+  lr = lr_schedule(c, steps_per_epoch)
+  for step in range(total + 3):
+    want = _hand_schedule(peak, 1e-5, want_warmup, total, step)
+    assert abs(float(lr(step)) - want) < 1e-6 * peak, step
+  assert float(lr(total)) == pytest.approx(1e-5, rel=1e-5)
+  assert lr(jnp.int32(0)).dtype == jnp.float32
+
+
+def test_prune_unused_keeps_whole_modules_that_are_read():
+  f = lambda x: jnp.full((2,), x, jnp.float32)
+  variables = {'params': {'a': {'w': f(1), 'b': f(2)}, 'b': {'w': f(3)},
+                          'top': f(4)},
+               'batch_stats': {'a': {'mean': f(5)}, 'c': {'mean': f(6)}}}
+  # reads a/w (so all of module a, in every collection) and the top-level
+  # 'top'; module b and module c are never read
+  kept = prune_unused(lambda v: v['params']['a']['w'] * v['params']['top'],
+                      variables)
+  assert jax.tree.map(lambda x: float(x[0]), kept) == {
+      'params': {'a': {'w': 1.0, 'b': 2.0}, 'top': 4.0},
+      'batch_stats': {'a': {'mean': 5.0}}}
+
+
 # -- the run --------------------------------------------------------------------
 
-@pytest.fixture(scope='module', autouse=True)
+@pytest.fixture(scope='module')
 def cli(tmp_path_factory):
-  """The tiny preset through the CLI, started first: it compiles in its own
-  process while the tests below compile in this one (XLA compiles on one
-  core; the file's time nearly halves on 2 cores)."""
+  """The tiny preset through the CLI, in its own process."""
   workdir = tmp_path_factory.mktemp('cli')
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   proc = subprocess.Popen(
@@ -183,6 +230,13 @@ def test_sharded_step_equals_single_device(run8):
     outs.append(jax.device_get((st, metrics)))
   (s8, m8), (s1, m1) = outs
   np.testing.assert_allclose(m8['loss'], m1['loss'], rtol=1e-5)
+  # the weight EMA after one step: decay * initial + (1 - decay) * new
+  d = c.train.ema_decay
+  assert d > 0
+  for name in ('params', 'batch_stats'):
+    jax.tree.map(lambda e, p0, p: np.testing.assert_allclose(
+        e, d * p0 + (1 - d) * p, rtol=1e-6, atol=1e-7),
+                 s8['ema_' + name], state[name], s8[name])
   for a, b in zip(jax.tree.leaves(s8), jax.tree.leaves(s1)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
@@ -202,6 +256,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
     assert want in err[0], err[0]
 
 
+@pytest.mark.slow
 def test_tiny_preset_through_the_cli(cli):
   proc, workdir = cli
   stdout, stderr = proc.communicate(timeout=600)

@@ -1,94 +1,102 @@
-"""Population-centre scoring: the vectorised pass equals a per-path loop;
-block tables combine into architecture scores as the hand sum says."""
+"""Scoring and searching: the vectorised evaluator equals a per-path loop
+(chunks, width groups, recalibration, the padded last batch, several view
+pairs), and block tables combine into architecture scores as the hand sum
+says. Scores are taken on the trained supernet of the session's tiny run."""
 
 import jax
 import numpy as np
 import pytest
 
-from bossnax import parallel, search, width_groups
+from bossnax import parallel, width_groups
+from bossnax.engine.evaluator import Evaluator
+from bossnax.searchers import blockwise
 from bossnax.spaces import make_space
 from bossnax.spaces.nats import NATSSpace
-from bossnax.train import Trainer
-from test_train import _run_steps, tiny_config
+from conftest import tiny_config, trainer
+
+PREFIX = np.array([1, 1, 0, 0, 0], np.int32)  # block 1 after block 0's 8:8
 
 
 @pytest.fixture(scope='module')
-def setup():
-  c = tiny_config()
-  space = make_space(c.space)
-  trainer = Trainer(c, space, parallel.make_mesh(4), steps_per_epoch=4)
-  state, _ = _run_steps(trainer, 1, 2, prefix=np.array([1, 0, 0, 0, 0]))
-  state = jax.device_put(state, parallel.replicated(trainer.mesh))
+def setup(tiny_run):
+  c, _, state, _ = tiny_run
+  tr = trainer(c)
+  state = jax.device_put(state, parallel.replicated(tr.mesh))
   rng = np.random.default_rng(0)
   val = rng.integers(0, 255, (32, 32, 32, 3), np.uint8)
   calib = rng.integers(0, 255, (16, 32, 32, 3), np.uint8)
-  return c, space, trainer, state, val, calib
+  return c, tr, state, val, calib
+
+
+def _evaluator(c, tr):
+  return Evaluator(c, tr.space, tr.model, tr.objective, tr.mesh)
 
 
 @pytest.mark.parametrize('recalibrate,centre,chunk,groups', [
     (True, 'normalized', 16, 1), (False, 'raw', 3, 1),
     (True, 'normalized', 16, 2), (False, 'raw', 1, 2)])
+@pytest.mark.slow
+@pytest.mark.xdist_group('tiny_run')
 def test_vectorised_scores_equal_per_path_loop(setup, recalibrate, centre,
                                                chunk, groups):
   """Also with the paths grouped by width into narrowed supernets (groups=2:
   each of the 4 paths of block 1 in its own narrowed net)."""
-  c, space, trainer, state, val, calib = setup
+  c, tr, state, val, calib = setup
   c = c.copy_and_resolve_references()
   c.search.recalibrate_bn = recalibrate
   c.search.centre = centre
   c.search.path_chunk = chunk
   c.search.width_groups = groups
-  scorer = search.Scorer(c, space, trainer.model, trainer.mesh)
-  prefix = np.array([1, 0, 0, 0, 0], np.int32)
-  table, vec = scorer.score_block(state, 1, prefix, val, calib)
-  table2, loop = scorer.score_block_loop(state, 1, prefix, val, calib)
+  tr = trainer(c)
+  ev = _evaluator(c, tr)
+  table, vec = ev.score_block(state, 1, PREFIX, val, calib)
+  table2, loop = ev.score_block_loop(state, 1, PREFIX, val, calib)
   np.testing.assert_array_equal(table, table2)
   assert table.shape == (4, 2) and np.all(np.isfinite(vec))
   np.testing.assert_allclose(vec, loop, rtol=1e-4, atol=1e-5)
   assert np.ptp(vec) > 0  # paths are told apart
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group('tiny_run')
 def test_ragged_last_batch_counts_every_image_once(setup):
   """20 images at batch 16: the padded tail weighs nothing, so the scores
   equal those of 32 images of which the last 12 have weight 0 (same views
   for the first 20), and the per-path loop agrees."""
-  c, space, trainer, state, val, calib = setup
-  c = c.copy_and_resolve_references()
-  c.search.batch_size = 16
-  scorer = search.Scorer(c, space, trainer.model, trainer.mesh)
-  prefix = np.array([1, 0, 0, 0, 0], np.int32)
-  _, ragged = scorer.score_block(state, 1, prefix, val[:20], calib)
+  c, tr, state, val, calib = setup
+  ev = _evaluator(c, tr)
+  _, ragged = ev.score_block(state, 1, PREFIX, val[:20], calib)
   w = np.r_[np.ones(20), np.zeros(12)].astype(np.float32)
-  _, weighted = scorer.score_block(state, 1, prefix, val, calib, w)
-  _, full = scorer.score_block(state, 1, prefix, val, calib)
-  _, loop = scorer.score_block_loop(state, 1, prefix, val[:20], calib)
+  _, weighted = ev.score_block(state, 1, PREFIX, val, calib, w)
+  _, full = ev.score_block(state, 1, PREFIX, val, calib)
+  _, loop = ev.score_block_loop(state, 1, PREFIX, val[:20], calib)
   np.testing.assert_allclose(ragged, weighted, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(ragged, loop, rtol=1e-4, atol=1e-5)
   assert np.abs(ragged - full).max() > 1e-6  # the 12 extra images do count
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group('tiny_run')
 def test_more_view_pairs_average_over_pairs(setup):
   """search.view_pairs=2: the first pair of each image is the one-pair
   view, the second a new one; the vectorised pass still equals the loop and
   the scores move."""
-  c, space, trainer, state, val, calib = setup
-  c = c.copy_and_resolve_references()
-  one = search.Scorer(c, space, trainer.model, trainer.mesh)
+  c, tr, state, val, calib = setup
+  one = _evaluator(c, tr)
   c = c.copy_and_resolve_references()
   c.search.view_pairs = 0
   with pytest.raises(ValueError, match='search.view_pairs=0: use 1 or more'):
-    search.Scorer(c, space, trainer.model, trainer.mesh)
+    _evaluator(c, tr)
   c.search.view_pairs = 2
-  two = search.Scorer(c, space, trainer.model, trainer.mesh)
+  two = _evaluator(c, tr)
   pairs1 = list(one.view_pairs(val, 16))
   pairs2 = list(two.view_pairs(val, 16))
   assert len(pairs2) == 2 * len(pairs1)
   np.testing.assert_array_equal(pairs1[0][0], pairs2[0][0])
   assert np.abs(np.asarray(pairs2[0][0]) - np.asarray(pairs2[2][0])).max() > 0
-  prefix = np.array([1, 0, 0, 0, 0], np.int32)
-  _, s1 = one.score_block(state, 1, prefix, val, calib)
-  _, vec = two.score_block(state, 1, prefix, val, calib)
-  _, loop = two.score_block_loop(state, 1, prefix, val, calib)
+  _, s1 = one.score_block(state, 1, PREFIX, val, calib)
+  _, vec = two.score_block(state, 1, PREFIX, val, calib)
+  _, loop = two.score_block_loop(state, 1, PREFIX, val, calib)
   np.testing.assert_allclose(vec, loop, rtol=1e-4, atol=1e-5)
   assert np.abs(vec - s1).max() > 1e-6
 
@@ -114,14 +122,38 @@ def test_width_groups_split_by_bucket():
 def test_beam_and_architecture_scores_by_hand():
   space = make_space(tiny_config().space)  # 3 blocks: 2, 2 and 1 layers
   t0 = (space.block_paths(0), np.array([0.5, 0.1, 0.3, 0.2]))
-  pool = search.beam([((), 0.0)], [t0], (1.0, 2.0, 1.0), top_n=2)
+  pool = blockwise.beam([((), 0.0)], [t0], (1.0, 2.0, 1.0), top_n=2)
   assert [p[0].tolist() for p, _ in pool] == [[0, 1], [1, 1]]
   assert [acc for _, acc in pool] == pytest.approx([0.1, 0.2])
   t1 = (space.block_paths(1), np.array([1.0, 2.0, 3.0, 4.0]))
   t2 = (space.block_paths(2), np.array([0.0, 1.0]))
   tables = [{(): t0}, {(0, 1): t1}, {(0, 1, 0, 0): t2}]
-  archs, scores = search.architecture_scores(space, tables, (1.0, 2.0, 1.0))
+  archs, scores = blockwise.architecture_scores(space, tables,
+                                                (1.0, 2.0, 1.0))
   assert len(archs) == 32
   got = {space.to_string(a): s for a, s in zip(archs, scores)}
   # 8:4:8:8:8 -> block0 (1,0)=0.3, block1 (1,1)=4.0, block2 (1,)=1.0
   assert got['8:4:8:8:8'] == pytest.approx(-(0.3 + 2 * 4.0 + 1.0))
+
+
+def test_ranking_budget_and_files(tmp_path):
+  """The Ranking a searcher returns: rows best first, the best within a
+  budget, scores.csv and ranking.json as written."""
+  import json
+  from bossnax.searchers import Ranking
+  space = make_space(tiny_config().space)
+  archs = [space.parse(a) for a in ('8:8:8:8:8', '4:4:4:4:4', '8:4:8:4:8')]
+  ranking = Ranking.from_scores(space, archs, [-3.0, -1.0, -2.0], '8:8:8:8:8',
+                                'higher is better')
+  assert [r[0] for r in ranking.rows] == ['4:4:4:4:4', '8:4:8:4:8',
+                                          '8:8:8:8:8']
+  flops = space.flops_params(space.parse('8:4:8:4:8'))[0]
+  assert ranking.within(flops_budget_m=flops / 1e6)['arch'] == '4:4:4:4:4'
+  c = tiny_config()
+  c.search.flops_budget = 0.5 * (flops + space.flops_params(archs[1])[0]) / 1e6
+  summary = ranking.write(str(tmp_path), c.search)
+  assert summary['budget']['best']['arch'] == '4:4:4:4:4'
+  rows = (tmp_path / 'scores.csv').read_text().splitlines()
+  assert rows[0] == 'arch,score,flops,params' and rows[1].startswith('4:4:4:4:4,-1.0')
+  assert json.loads((tmp_path / 'ranking.json').read_text())['best'] == (
+      '8:8:8:8:8')

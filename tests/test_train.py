@@ -1,48 +1,30 @@
-"""The trainer: optimiser masks, sharded == single-device, frozen blocks,
-statistics merging, and resume == uninterrupted."""
+"""The supernet train step: optimiser masks, sharded == single-device, only
+the current block trains, chunks / remat / prefix cache change memory and
+not maths, equal settings share one compiled program, and the host sampler
+draws what the step used to draw."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from bossnax import parallel
-from bossnax.config import load_config_file
+from bossnax.engine.supernet import block_mask, compiled_step, decay_mask
 from bossnax.nn.switchable import merge_path_stats
-from bossnax.spaces import make_space
-from bossnax.train import Trainer, block_mask, decay_mask
-from conftest import ROOT
-
-
-def tiny_config(tmp_path=None):
-  c = load_config_file(str(ROOT / 'configs' / 'nats_cifar10.py') + ':tiny')
-  if tmp_path is not None:  # a small npz so a block is a few steps
-    rng = np.random.default_rng(0)
-    path = tmp_path / 'tiny.npz'
-    np.savez(path, x_train=rng.integers(0, 255, (48, 32, 32, 3), np.uint8),
-             y_train=rng.integers(0, 10, 48), x_test=rng.integers(
-                 0, 255, (32, 32, 32, 3), np.uint8),
-             y_test=rng.integers(0, 10, 32))
-    c.data.source = 'npz'
-    c.data.path = str(path)
-  return c
+from bossnax.samplers import make_sampler, step_keys
+from conftest import batch, run_steps, sample_archs, tiny_config, trainer
 
 
 def _names(path):
-  return '/'.join(str(getattr(k, 'key', k)) for k in path)
+  return '/'.join(jax.tree_util.keystr((k,), simple=True) for k in path)
 
 
 @pytest.fixture(scope='module')
-def trainer8():
-  # 4 of the 8 fake devices: on a 2-core machine collectives among 8 device
-  # threads dominate the test time, and 4 shards already test the sharding.
-  c = tiny_config()
-  space = make_space(c.space)
-  return Trainer(c, space, parallel.make_mesh(4), steps_per_epoch=4)
+def tr():
+  return trainer(tiny_config())
 
 
-def test_masks_exclude_every_norm_and_bias(trainer8):
-  shapes = trainer8.state_shapes()['params']
+def test_masks_exclude_every_norm_and_bias(tr):
+  shapes = tr.state_shapes()['params']
   flat = jax.tree_util.tree_flatten_with_path(decay_mask(shapes))[0]
   for path, decays in flat:
     name = _names(path)
@@ -51,9 +33,8 @@ def test_masks_exclude_every_norm_and_bias(trainer8):
   # every batch norm of the model shows up as excluded
   assert sum(_names(p).endswith('bn/scale') for p, d in flat if not d) >= 30
   owned = jax.tree_util.tree_flatten_with_path(
-      block_mask(shapes, trainer8.space, 1))[0]
-  trains = {_names(p).split('/')[0] + '/' + _names(p).split('/')[1]
-            for p, m in owned if m}
+      block_mask(shapes, tr.space, tr.objective, 1))[0]
+  trains = {'/'.join(_names(p).split('/')[:2]) for p, m in owned if m}
   assert 'backbone/cell1' in trains and 'backbone/res1' in trains
   assert 'predictor1/fc1' in trains and 'backbone/adapter1_kernel' in trains
   assert not any(t.startswith(('backbone/stem', 'backbone/cell0',
@@ -73,103 +54,135 @@ def test_merge_path_stats_by_hand():
   np.testing.assert_allclose(merged['hits'], 0)
 
 
-def _batch(trainer, n=16, seed=0):
-  rng = np.random.default_rng(seed)
-  x = rng.integers(0, 255, (1, n, 32, 32, 3), np.uint8)
-  return parallel.global_batch(trainer.mesh, x, batch_axis=1)
-
-
-def _run_steps(trainer, block, steps, prefix=None):
-  state = trainer.start_block(trainer.init_state(0), block)
-  table = trainer.space.block_paths(block)
-  prefix = np.zeros(5, np.int32) if prefix is None else prefix
-  key = jax.random.key(0)
-  for s in range(steps):
-    state, metrics = trainer.step_fn(block)(state, _batch(trainer, seed=s),
-                                            key, table, prefix)
-  return jax.device_get(state), jax.device_get(metrics)
-
-
-def test_sharded_step_equals_single_device(trainer8):
+def test_host_sampler_draws_the_paths_the_step_drew():
+  """The sampler runs on the host with the step's random stream: fair
+  paths of step s are the permutations that key (seed, block, s) gives."""
   c = tiny_config()
-  t1 = Trainer(c, trainer8.space, parallel.make_mesh(1), steps_per_epoch=4)
-  s8, m8 = _run_steps(trainer8, 0, 2)
-  s1, m1 = _run_steps(t1, 0, 2)
-  assert np.isfinite(m8['loss'])
-  np.testing.assert_allclose(m8['loss'], m1['loss'], rtol=1e-4)
-  for a, b in zip(jax.tree.leaves(s8), jax.tree.leaves(s1)):
+  c.train.paths_per_step, c.train.fair = 2, True
+  from bossnax.spaces import make_space
+  space = make_space(c.space)
+  sampler = make_sampler(c, space)
+  table = space.block_paths(1)
+  drawn = []
+  for s in range(4):
+    k_path, _ = step_keys(jax.random.key(c.seed), 1, s)
+    want = np.stack([jax.random.permutation(
+        jax.random.split(jax.random.fold_in(k_path, i), 1)[0], 2)[:2]
+        for i in range(2)], 1)
+    got = sampler.sample(1, s, table)
+    np.testing.assert_array_equal(got, want)
+    drawn.append(got.tolist())
+  assert len({str(d) for d in drawn}) > 1  # the step number matters
+
+
+def test_equal_settings_share_one_compiled_step(tr):
+  other = trainer(tiny_config())
+  assert other.step_fn(1) is tr.step_fn(1)
+  c = tiny_config()
+  c.train.lr = 1.0
+  assert trainer(c).step_fn(1) is not tr.step_fn(1)
+  assert compiled_step.cache_info().currsize >= 2
+
+
+def test_sharded_step_equals_single_device(tr):
+  t4 = trainer(tiny_config(), devices=4)
+  t1 = trainer(tiny_config(), devices=1)
+  s4, m4 = run_steps(t4, 0, 2)
+  s1, m1 = run_steps(t1, 0, 2)
+  assert np.isfinite(m4['loss'])
+  np.testing.assert_allclose(m4['loss'], m1['loss'], rtol=1e-4)
+  for a, b in zip(jax.tree.leaves(s4), jax.tree.leaves(s1)):
     np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
-def test_step_trains_only_the_current_block(trainer8):
-  init = jax.device_get(trainer8.init_state(0))
-  state, _ = _run_steps(trainer8, 1, 1, prefix=np.array([3, 5, 0, 0, 0]))
-  mask = block_mask(init['params'], trainer8.space, 1)
-  for tree in ('params', 'target_params'):  # the EMA target too
-    changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), init[tree],
-                           state[tree])
-    for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]:
-      c = changed
-      for k in path:
-        c = c[getattr(k, 'key', k)]
+def test_step_trains_only_the_current_block(tr):
+  init = jax.device_get(tr.init_state(0))
+  state, _ = run_steps(tr, 1, 1, prefix=np.array([1, 1, 0, 0, 0]))
+  mask = block_mask(init['params'], tr.space, tr.objective, 1)
+  for name, tree in (('params', lambda s: s['params']),
+                     ('target params', lambda s: s['extra']['params'])):
+    changed = jax.tree.map(lambda a, b: bool(np.any(a != b)), tree(init),
+                           tree(state))
+    for (path, m), c in zip(jax.tree_util.tree_flatten_with_path(mask)[0],
+                            jax.tree.leaves(changed)):
       if not m:
-        assert not c, f'frozen {tree} changed: {_names(path)}'
-    assert any(jax.tree.leaves(changed)), tree
+        assert not c, f'frozen {name} changed: {_names(path)}'
+    assert any(jax.tree.leaves(changed)), name
 
 
-def test_path_chunks_give_the_same_update(trainer8):
-  """Online paths one chunk at a time (bounded memory) == all at once."""
-  c = tiny_config()
-  c.train.paths_per_step = 4
-  c.train.path_chunk = 2
-  chunked = Trainer(c, trainer8.space, trainer8.mesh, steps_per_epoch=4)
-  c2 = tiny_config()
-  c2.train.paths_per_step = 4
-  whole = Trainer(c2, trainer8.space, trainer8.mesh, steps_per_epoch=4)
-  s1, m1 = _run_steps(chunked, 0, 1)
-  s2, m2 = _run_steps(whole, 0, 1)
+def _loss_and_grads(t, block, prefix, archs=None):
+  """Loss and gradients of the step's objective for one fixed batch: the
+  equivalence tests below compare these, not whole steps."""
+  from bossnax.engine import supernet
+  spec = t.specs[block]
+  state = t.init_state(0)
+  views = tuple(jnp.asarray(np.random.default_rng(i).normal(
+      size=(8, 32, 32, 3)), jnp.float32) for i in range(2))
+  archs = sample_archs(t, block, 0, prefix) if archs is None else archs
+  forward = lambda *a: supernet.forward_paths(spec, *a, per_path=False)
+
+  @jax.jit
+  def fn(params, stats, extra):
+    targets, _ = spec.objective.targets(forward, extra, archs, views)
+    return jax.value_and_grad(
+        lambda p: spec.objective.loss(forward, p, stats, targets,
+                                      jnp.arange(len(archs)), archs, views),
+        has_aux=True)(params)
+  (loss, (_, stats)), grads = fn(state['params'], state['batch_stats'],
+                                 state['extra'])
+  return jax.device_get((loss, stats, grads))
+
+
+def _close(a, b, rtol=1e-5, atol=1e-6):
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def test_path_chunks_give_the_same_update():
+  """Online paths one chunk at a time (bounded memory) == all at once: one
+  step each (the chunk loop lives in the step)."""
+  states = []
+  for chunk in (2, 0):
+    c = tiny_config()
+    c.train.paths_per_step, c.train.path_chunk = 4, chunk
+    states.append(run_steps(trainer(c), 0, 1))
+  (s1, m1), (s2, m2) = states
   np.testing.assert_allclose(m1['loss'], m2['loss'], rtol=1e-5)
-  for a, b in zip(jax.tree.leaves(s1['params']), jax.tree.leaves(s2['params'])):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  _close(s1['params'], s2['params'], rtol=1e-4)
 
 
-def test_remat_step_equals_plain_step(trainer8):
+def test_remat_equals_plain(tr):
   """Recomputing activations in the backward pass changes memory, not
-  maths."""
+  maths: same loss and gradients, and the remat primitive only when asked."""
   c = tiny_config()
   c.train.remat = True
-  remat = Trainer(c, trainer8.space, trainer8.mesh, steps_per_epoch=4)
-  state = remat.start_block(remat.init_state(0), 0)
-  args = (state, _batch(remat, seed=0), jax.random.key(0),
-          remat.space.block_paths(0), np.zeros(5, np.int32))
-  jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (trainer8, remat)]
-  # the remat primitive wraps the path forward only when asked for
-  assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1], [j.count('remat') for j in jaxprs]
-  a, _ = _run_steps(trainer8, 0, 1)
-  b, _ = _run_steps(remat, 0, 1)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  remat = trainer(c)
+  prefix = np.zeros(5, np.int32)
+  _close(_loss_and_grads(tr, 0, prefix), _loss_and_grads(remat, 0, prefix))
+  state = tr.start_block(tr.init_state(0), 0)
+  args = (state, batch(tr), jax.random.key(0), sample_archs(tr, 0, 0, prefix))
+  jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (tr, remat)]
+  assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1]
 
 
-@pytest.mark.parametrize('block,prefix', [(1, [3, 5, 0, 0, 0]),
+@pytest.mark.parametrize('block,prefix', [(1, [1, 1, 0, 0, 0]),
                                           (2, [1, 0, 1, 1, 0])])
-def test_prefix_once_per_step_equals_prefix_per_path(trainer8, block, prefix):
-  """The finished blocks' output computed once for all paths gives the same
-  step as running every path from the image (and it is not the same
-  program: the cached one runs the prefix once)."""
+def test_prefix_once_per_step_equals_prefix_per_path(tr, block, prefix):
+  """The finished blocks' output computed once for all paths gives the
+  loss, gradients and statistics of running every path from the image."""
   c = tiny_config()
   c.train.cache_prefix = False
-  plain = Trainer(c, trainer8.space, trainer8.mesh, steps_per_epoch=4)
-  assert trainer8.config.train.cache_prefix
+  plain = trainer(c)
+  assert tr.specs[block].cache_prefix
   prefix = np.array(prefix, np.int32)
-  a, ma = _run_steps(trainer8, block, 2, prefix=prefix)
-  b, mb = _run_steps(plain, block, 2, prefix=prefix)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
-  np.testing.assert_allclose(ma['loss'], mb['loss'], rtol=1e-5)
-  state = trainer8.start_block(trainer8.init_state(0), block)
-  args = (state, _batch(trainer8, seed=0), jax.random.key(0),
-          trainer8.space.block_paths(block), prefix)
-  sizes = [len(str(t.step_fn(block).trace(*args).jaxpr))
-           for t in (trainer8, plain)]
-  assert sizes[0] != sizes[1]
+  _close(_loss_and_grads(tr, block, prefix),
+         _loss_and_grads(plain, block, prefix), rtol=2e-5, atol=2e-6)
+
+
+def test_init_state_is_shape_first(tr):
+  shapes = tr.state_shapes()
+  state = tr.init_state(0)
+  assert jax.tree.structure(shapes) == jax.tree.structure(state)
+  for s, a in zip(jax.tree.leaves(shapes), jax.tree.leaves(state)):
+    assert s.shape == a.shape and s.dtype == a.dtype
+  assert set(state) == {'params', 'batch_stats', 'extra', 'opt_state', 'step'}

@@ -10,16 +10,15 @@ import pytest
 from bossnax import parallel, width_groups
 from bossnax.spaces import make_space
 from bossnax.spaces.nats import NATSSpace
-from bossnax.train import Trainer
-from test_train import tiny_config
+from bossnax.engine import supernet
+from conftest import sample_archs, tiny_config, trainer
 
 
 def _trainer(groups, paths=4):
   c = tiny_config()
   c.train.paths_per_step = paths
   c.train.width_groups = groups
-  return Trainer(c, make_space(c.space), parallel.make_mesh(1),
-                 steps_per_epoch=4)
+  return trainer(c, devices=1)
 
 
 @pytest.mark.parametrize('block', [0, 1])
@@ -39,10 +38,15 @@ def test_grouped_paths_give_the_full_width_loss_gradients_and_stats(block):
                  for _ in range(2))
   out = []
   for t in (full, grouped):
-    fn = jax.jit(jax.value_and_grad(t._loss, has_aux=True),
-                 static_argnums=(6, 7))
+    spec = t.specs[block]
+    forward = lambda *a, spec=spec: supernet.forward_paths(spec, *a,
+                                                           per_path=False)
+    fn = jax.jit(jax.value_and_grad(
+        lambda p, st, tg, a, vs, spec=spec, forward=forward:
+        spec.objective.loss(forward, p, st, tg, np.arange(4), a, vs),
+        has_aux=True))
     (loss, (mean, stats)), grads = fn(state['params'], state['batch_stats'],
-                                      target, archs, v1, v2, block, False)
+                                      target, archs, (v1, v2))
     out.append(jax.device_get((loss, stats, grads)))
   (l1, s1, g1), (l2, s2, g2) = out
   np.testing.assert_allclose(l1, l2, rtol=1e-5)
@@ -65,8 +69,8 @@ def test_grouped_step_trains():
   before = jax.device_get(state['params'])
   x = parallel.global_batch(t.mesh, np.random.default_rng(0).integers(
       0, 255, (1, 16, 32, 32, 3), np.uint8), batch_axis=1)
-  state, m = t.step_fn(0)(state, x, jax.random.key(0), t.space.block_paths(0),
-                          np.zeros(5, np.int32))
+  state, m = t.step_fn(0)(state, x, jax.random.key(0),
+                          sample_archs(t, 0, 0, np.zeros(5, np.int32)))
   assert np.isfinite(float(m['loss']))
   moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), before,
                        jax.device_get(state['params']))

@@ -15,6 +15,7 @@ constraints between layers (HyTra: resolution only goes down) override
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import itertools
 import math
 from typing import Any, Iterator, Sequence
@@ -54,6 +55,27 @@ class SearchSpace:
   # 'vmap' runs the sampled paths of a step side by side (all paths share
   # shapes); 'map' runs them one after another (paths may switch branches).
   path_batching: str = 'vmap'
+
+  # ---- identity: equal settings, equal space (compiled steps are cached on
+  # it) --------------------------------------------------------------------
+  @property
+  def space_kwargs(self):
+    """The constructor's arguments (JSON-able): rebuilds this space."""
+    names = inspect.signature(type(self).__init__).parameters
+    return {n: (list(v) if isinstance(v, tuple) else v)
+            for n in names if n != 'self' for v in [getattr(self, n)]}
+
+  def _identity(self):
+    freeze = lambda v: tuple(map(freeze, v)) if isinstance(
+        v, (list, tuple)) else v
+    return (type(self).__name__,
+            tuple(sorted((k, freeze(v)) for k, v in self.space_kwargs.items())))
+
+  def __eq__(self, other):
+    return type(self) is type(other) and self._identity() == other._identity()
+
+  def __hash__(self):
+    return hash(self._identity())
 
   # ---- structure -----------------------------------------------------------
   @property
@@ -122,6 +144,59 @@ class SearchSpace:
       if not (table == np.asarray(arch[k])[None]).all(-1).any():
         return False
     return True
+
+  # ---- whole architectures on the host (searchers) -----------------------
+  def sample(self, rng: np.random.Generator) -> Arch:
+    """A random valid architecture: block by block, each block's path
+    uniform among its valid paths after the earlier blocks (uniform over
+    the space when every block is Cartesian)."""
+    arch: Arch = ()
+    for k in range(self.num_blocks):
+      table = self.block_paths(k, arch)
+      arch = arch + (table[rng.integers(len(table))],)
+    return arch
+
+  def _repair(self, arch, rng) -> Arch:
+    """`arch` with every block that is invalid after its (repaired) prefix
+    redrawn uniformly among the valid paths."""
+    out: Arch = ()
+    for k in range(self.num_blocks):
+      table = self.block_paths(k, out)
+      path = np.asarray(arch[k], np.int32)
+      if not (table == path[None]).all(-1).any():
+        path = table[rng.integers(len(table))]
+      out = out + (path,)
+    return out
+
+  def mutate(self, arch: Arch, rng: np.random.Generator,
+             prob: float = 0.1) -> Arch:
+    """Each layer's choice redrawn uniformly with probability `prob` (a
+    block left invalid is redrawn among its valid paths)."""
+    flat = self.flatten(arch).copy()
+    for i, layer in enumerate(self.layers):
+      if rng.random() < prob:
+        flat[i] = rng.integers(layer.num_choices)
+    return self._repair(self.unflatten(flat), rng)
+
+  def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
+    """Each layer's choice from parent `a` or `b` with probability 1/2
+    (then repaired like `mutate`)."""
+    fa, fb = self.flatten(a), self.flatten(b)
+    take = rng.random(fa.shape[0]) < 0.5
+    return self._repair(self.unflatten(np.where(take, fa, fb)), rng)
+
+  def largest(self) -> Arch:
+    """The last valid path of every block: the widest in channel spaces,
+    whose choices are listed narrow to wide (spaces where the last choice
+    is not the largest override this)."""
+    return self.default_arch()
+
+  def smallest(self) -> Arch:
+    """The first valid path of every block (see `largest`)."""
+    arch: Arch = ()
+    for k in range(self.num_blocks):
+      arch = arch + (self.block_paths(k, arch)[0],)
+    return arch
 
   # ---- sampling (pure JAX, so it runs inside the jitted step) ----------------
   def sample_block(self, key: jax.Array, k: int, table: jax.Array, num: int,
@@ -192,6 +267,18 @@ class SearchSpace:
     backward pass (per-layer rematerialisation).
     """
     raise NotImplementedError
+
+  def standalone(self, arch: Arch):
+    """(the plain network of one architecture, the arch vector it takes):
+    the same module contract as the supernet, one choice per layer."""
+    raise NotImplementedError(f'the {self.name} space has no standalone '
+                              'network')
+
+  def slice_variables(self, variables, arch: Arch):
+    """Supernet variables ({'params', 'batch_stats'} of the backbone) ->
+    the standalone network's for `arch` (weight extraction)."""
+    raise NotImplementedError(f'the {self.name} space cannot extract a '
+                              "path's weights")
 
   def param_block(self, path: tuple[str, ...]) -> int:
     """Which block trains the supernet parameter at `path` (tuple of names

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import functools
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -276,13 +275,6 @@ class HyTraSpace(SearchSpace):
     plt.close(fig)
 
   # -- networks ----------------------------------------------------------------------
-  @property
-  def space_kwargs(self):
-    """The constructor's arguments (JSON-able): rebuilds this space."""
-    names = inspect.signature(type(self).__init__).parameters
-    return {n: (list(v) if isinstance(v, tuple) else v)
-            for n in names if n != 'self' for v in [getattr(self, n)]}
-
   def _network(self, embed_dim=None, fixed=None, remat=False):
     b = [self.base_width * 2 ** s for s in range(4)]
     return HyTraNetwork(

@@ -1,0 +1,207 @@
+"""What the config files share: dataset statistics, the schema of a search
+run, the NATS presets and the HyTra base.
+
+Config files (configs/*.py) are loaded from a path by
+bossnax.config.load_config_file; they import this module instead of loading
+one another, so every search config starts from one schema and a preset is
+written once.
+"""
+
+import ml_collections
+
+# Per-channel mean and std of the training images (0-1 pixels).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def search_config() -> ml_collections.ConfigDict:
+  """Every key of a search run (one schema for all spaces and datasets),
+  with the NATS-Bench CIFAR-10 paper defaults."""
+  c = ml_collections.ConfigDict()
+  c.method = 'bossnas'  # the training method, see bossnax/methods/
+  c.seed = 0
+  c.dtype = 'float32'  # 'bfloat16': bf16 compute, f32 params and optimiser
+  c.num_devices = 0  # 0 = all devices
+  c.compilation_cache_dir = ''  # persistent XLA cache; '' = off
+
+  c.space = ml_collections.ConfigDict()
+  c.space.name = 'nats'
+  c.space.block_split = 'cifar10'  # official (c0,c1)(c2,c3)(c4); or '0,1|2,3|4'
+  c.space.num_classes = 10  # only the classifier's cost depends on it
+  c.space.widths = (8, 16, 24, 32, 40, 48, 56, 64)  # NATS-Bench's
+
+  c.model = ml_collections.ConfigDict()
+  c.model.embed_dim = 2048  # width adapters' output, before the projector
+  c.model.proj_hidden = 4096
+  c.model.proj_dim = 256
+  c.model.pred_hidden = 4096
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = 'embedded'  # 'embedded' | 'npz' | 'tfds' | 'synthetic' (noise, timing)
+  c.data.name = 'cifar10'
+  c.data.data_dir = ''
+  c.data.path = ''
+  c.data.image_size = 32  # square side fed to the net (resized on host)
+  c.data.train_split = 'train'
+  c.data.test_split = 'test'
+  c.data.download = True
+  c.data.train_images = 0  # use the first N training images, 0 = all
+
+  c.augment = ml_collections.ConfigDict()
+  c.augment.ops = 'crop_flip'  # official NATS views; BYOL: 'rrc,flip,color,gray,blur,solarize'
+  c.augment.pad = 4
+  c.augment.mean = CIFAR10_MEAN
+  c.augment.std = CIFAR10_STD
+  c.augment.blur_prob = (1.0, 0.1)
+  c.augment.solarize_prob = (0.0, 0.2)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 1024  # global batch of one micro-step
+  c.train.accum_steps = 4  # effective batch = batch_size * accum_steps
+  c.train.lr = 0.48  # LARS lr at lr_batch, scaled linearly
+  c.train.lr_batch = 4096
+  c.train.momentum = 0.9
+  c.train.weight_decay = 1e-6
+  c.train.eta = 0.001  # LARS trust coefficient
+  c.train.warmup_epochs = 2.0
+  c.train.epochs_per_block = 50
+  c.train.paths_per_step = 8
+  c.train.fair = True  # every width of every layer once per step
+  c.train.path_chunk = 0  # online paths run side by side per chunk; 0 = all
+  # G > 1: the K sampled paths take the block's first layer from G width
+  # buckets, K/G each (stratified), and each group runs in a supernet
+  # narrowed to its bucket (bossnax/width_groups.py); 1 = all at full width.
+  c.train.width_groups = 1
+  # (a smaller chunk bounds activation memory: 8 paths x 256 images of the
+  # widest net need ~70 GB at once)
+  c.train.remat = False  # recompute activations in the backward pass
+  c.train.cache_prefix = True  # finished blocks' output once per step, not per path
+  c.train.views_per_path = False  # True: each path gets its own view pair
+  c.train.ema_base = 0.99
+  c.train.log_every_steps = 20
+  c.train.checkpoint_every_steps = 200
+  c.train.keep_checkpoints = 3
+
+  c.search = ml_collections.ConfigDict()
+  c.search.num_images = 0  # validation images (test split), 0 = all
+  c.search.batch_size = 256
+  c.search.path_chunk = 16  # paths evaluated side by side (bounds memory)
+  # Width buckets per layer: each group of paths runs in a supernet narrowed
+  # to its bucket's widths (less masked work, one more subprogram per group
+  # to compile); 1 = every path at full width.
+  c.search.width_groups = 1
+  c.search.view_pairs = 1  # fixed view pairs per validation image (paper: 1)
+  c.search.recalibrate_bn = True
+  c.search.calib_batch = 256  # fixed training batch for BN recalibration
+  c.search.centre = 'normalized'  # population centre of 'normalized' | 'raw' projections
+  c.search.lambdas = ()  # per-block weights of the architecture score, () = all 1
+  c.search.top_n = 1  # best paths of a block that feed the next block
+  c.search.flops_budget = 0.0  # in MFLOPs; 0 = none
+  c.search.params_budget = 0.0  # in M params; 0 = none
+  c.search.truth_file = ''  # CSV with arch + accuracy: correlations at the end
+  c.search.top_k = 10  # architectures printed and written to ranking.json
+  c.search.seed = 1234  # fixes the validation view pairs
+
+  c.distributed = ml_collections.ConfigDict()
+  c.distributed.mode = 'auto'  # 'auto' | 'on' | 'off'
+  c.distributed.coordinator_address = ''
+  c.distributed.num_processes = -1
+  c.distributed.process_id = -1
+  c.distributed.cpu_collectives = ''  # 'gloo' for multi-process CPU runs
+  return c
+
+
+# -- NATS presets (configs/nats_cifar10.py and nats_cifar100.py) ---------------
+
+def nats_quick(c):
+  """Minutes on a 2-core CPU, same code path, real NATS widths. Masked
+  channels compute at full width (every path costs the widest net), so this
+  preset trains and searches on 16x16 images (the cost model still describes
+  the 32x32 networks of NATS-Bench) with a small budget: a smoke run of the
+  whole pipeline, not a meaningful search."""
+  c.model.embed_dim = 128
+  c.model.proj_hidden = 256
+  c.model.proj_dim = 64
+  c.model.pred_hidden = 256
+  c.data.train_images = 512
+  c.data.image_size = 16
+  c.train.batch_size = 32
+  c.train.accum_steps = 1
+  c.train.epochs_per_block = 1
+  c.train.warmup_epochs = 0.1
+  c.train.paths_per_step = 2
+  c.train.fair = False
+  c.train.log_every_steps = 2
+  c.train.checkpoint_every_steps = 8
+  c.search.num_images = 32
+  c.search.batch_size = 32
+  c.search.calib_batch = 16
+  c.search.path_chunk = 64
+  c.search.truth_file = '../shared/benchmarks/nats_sss_cifar10_sample2048.csv'
+
+
+def nats_real(c):
+  """The real-data run of docs/results.md: the paper's networks, heads and
+  8 fair paths on the 5,085 real CIFAR-10 training images of ../shared (one
+  GPU, minutes); the 1,017 test images give the validation view pairs."""
+  c.data.source = 'npz'
+  c.data.path = '../shared/data/cifar10_real_subset.npz'
+  c.train.batch_size = 256
+  c.train.accum_steps = 1
+  c.train.epochs_per_block = 50
+  c.train.warmup_epochs = 2.0
+  c.train.log_every_steps = 19
+  c.train.checkpoint_every_steps = 400
+  c.search.batch_size = 256
+  c.search.calib_batch = 256
+  c.search.truth_file = '../shared/benchmarks/nats_sss_cifar10_sample2048.csv'
+
+
+def nats_tiny(c):
+  """Seconds per block, for tests: widths 4 and 8 (4 paths per block)."""
+  nats_quick(c)
+  c.space.widths = (4, 8)
+  c.model.embed_dim = 16
+  c.model.proj_hidden = 32
+  c.model.proj_dim = 16
+  c.model.pred_hidden = 32
+  c.data.train_images = 48
+  c.data.image_size = 32
+  c.train.batch_size = 16
+  c.train.paths_per_step = 2
+  c.train.checkpoint_every_steps = 2
+  c.train.log_every_steps = 1
+  c.search.num_images = 32
+  c.search.batch_size = 16
+  c.search.calib_batch = 16
+  c.search.path_chunk = 4
+  c.search.truth_file = ''
+
+
+NATS_PRESETS = {'quick': nats_quick, 'real': nats_real, 'tiny': nats_tiny}
+
+
+# -- HyTra (configs/hytra_imagenet.py and hytra_cifar.py) ----------------------
+
+def hytra_base():
+  """Every key of the search schema, HyTra values (the paper's widths and
+  1000 classes; the config files set data and schedule)."""
+  c = search_config()
+  space = {'name': 'hytra', 'num_classes': 1000, 'restricted': True,
+           'base_width': 64, 'heads': (4, 8), 'stem': 'imagenet',
+           'last_stride': 2, 'depth': 4}
+  c.space = type(c.space)(space)
+  c.model.embed_dim = 2048  # every block's adapter ends at the 1/32 width
+  c.model.proj_hidden = 4096
+  c.model.proj_dim = 256
+  c.model.pred_hidden = 4096
+  c.train.fair = False  # constrained blocks: uniform over valid paths
+  c.train.paths_per_step = 4
+  c.train.cache_prefix = True
+  c.search.path_chunk = 1  # paths switch branches: one after another
+  c.search.truth_file = ''
+  return c

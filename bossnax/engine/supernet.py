@@ -1,0 +1,384 @@
+"""The supernet train step: a pure function of a hashable `TrainSpec`.
+
+One step of block k, with the K paths [K, L] as data:
+  1. two views on device (shared by all paths, or a pair per path);
+  2. the objective's targets (e.g. the EMA target's ensemble), no gradient;
+  3. the objective's loss of the online paths (in chunks of path_chunk),
+     one backward pass for the summed per-path losses;
+  4. the optimiser (LARS by default) updates only block k's parameters,
+     then the objective updates its extra state (the EMA target).
+Gradient accumulation scans over micro-batches inside the step.
+
+`compiled_step(spec, mesh)` is cached on its (hashable) arguments, so two
+trainers with equal settings share one compiled program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from bossnax import parallel
+from bossnax import width_groups as wg
+from bossnax.data import augment
+from bossnax.nn.switchable import merge_path_stats
+from bossnax.objectives.base import Objective
+from bossnax.samplers import step_keys
+from bossnax.spaces.base import SearchSpace
+
+State = dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# Parameter ownership and the optimiser
+
+def _names(path) -> tuple[str, ...]:
+  return tuple(k.key if isinstance(k, jax.tree_util.DictKey) else str(k)
+               for k in path)
+
+
+def decay_mask(params):
+  """True where weight decay and LARS adaptation apply: every weight but
+  biases and norm parameters. Norm parameters are named 'scale'/'bias' by
+  every layer of bossnax, whatever their rank (per-width BN rows are 2-D), so
+  the rule is by name, not by ndim; tests check every norm is excluded."""
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: _names(p)[-1] not in ('bias', 'scale'), params)
+
+
+def block_mask(params, space: SearchSpace, objective: Objective, block: int):
+  """True for the parameters block `block` trains: the space owns the
+  backbone's, the objective its heads'."""
+  def owner(path):
+    names = _names(path)
+    if names[0] == 'backbone':
+      return space.param_block(names[1:])
+    return objective.head_block(names[0])
+  return jax.tree_util.tree_map_with_path(
+      lambda p, _: owner(p) == block, params)
+
+
+def keep_only(mask) -> optax.GradientTransformation:
+  """Zero the updates outside `mask` (stateless, so the optimiser state has
+  the same structure for every block)."""
+  def update(updates, state, params=None):
+    del params
+    return jax.tree.map(lambda u, m: u * m, updates, mask), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+  """Optimiser of one block: linear warm-up then cosine decay of the
+  learning rate, scaled linearly with the batch."""
+  name: str = 'lars'  # 'lars' | 'sgd' | 'adamw'
+  peak_lr: float = 0.48
+  warmup_steps: int = 0
+  total_steps: int = 1
+  momentum: float = 0.9
+  weight_decay: float = 1e-6
+  eta: float = 0.001  # LARS trust coefficient
+
+  @classmethod
+  def from_config(cls, tcfg, steps_per_epoch: int):
+    effective = tcfg.batch_size * tcfg.accum_steps
+    total = max(1, tcfg.epochs_per_block * steps_per_epoch)
+    return cls(name=tcfg.get('optimizer', 'lars'),
+               peak_lr=tcfg.lr * effective / tcfg.lr_batch,
+               warmup_steps=min(int(tcfg.warmup_epochs * steps_per_epoch),
+                                total - 1),
+               total_steps=total, momentum=tcfg.momentum,
+               weight_decay=tcfg.weight_decay, eta=tcfg.eta)
+
+  def schedule(self):
+    return optax.warmup_cosine_decay_schedule(
+        0.0, self.peak_lr, self.warmup_steps, self.total_steps, 0.0)
+
+  def make(self, owned) -> optax.GradientTransformation:
+    lr = self.schedule()
+    if self.name == 'lars':
+      base = optax.lars(lr, weight_decay=self.weight_decay,
+                        weight_decay_mask=decay_mask,
+                        trust_coefficient=self.eta,
+                        trust_ratio_mask=decay_mask, momentum=self.momentum)
+    elif self.name == 'sgd':
+      base = optax.chain(
+          optax.add_decayed_weights(self.weight_decay, decay_mask),
+          optax.sgd(lr, momentum=self.momentum))
+    elif self.name == 'adamw':
+      base = optax.adamw(lr, weight_decay=self.weight_decay, mask=decay_mask)
+    else:
+      raise ValueError(f'train.optimizer={self.name!r}: use lars, sgd or '
+                       'adamw')
+    return optax.chain(base, keep_only(owned))
+
+
+# ---------------------------------------------------------------------------
+# The step
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """Everything static about the train step of one block (hashable)."""
+  space: SearchSpace
+  model: nn.Module
+  objective: Objective
+  optimizer: OptimizerSpec
+  augment: ml_collections.FrozenConfigDict
+  block: int
+  path_chunk: int = 0  # online paths side by side per chunk; 0 = all
+  width_groups: int = 1
+  views_per_path: bool = False
+  cache_prefix: bool = True
+  dtype: str = 'float32'
+
+  @classmethod
+  def from_config(cls, config, space, model, objective, block,
+                  steps_per_epoch):
+    t = config.train
+    if config.dtype not in ('float32', 'bfloat16'):
+      raise ValueError(f"dtype {config.dtype!r}: use 'float32' or 'bfloat16'")
+    wg.check_training(space, t.paths_per_step, t.width_groups, t.path_chunk)
+    return cls(space=space, model=model, objective=objective,
+               optimizer=OptimizerSpec.from_config(t, steps_per_epoch),
+               augment=ml_collections.FrozenConfigDict(config.augment),
+               block=block, path_chunk=t.path_chunk,
+               width_groups=t.width_groups,
+               views_per_path=bool(t.views_per_path),
+               cache_prefix=bool(t.cache_prefix), dtype=config.dtype)
+
+
+def forward_paths(spec: TrainSpec, params, stats, archs, views, per_path):
+  """Every view through every path: (outputs per view, each stacked over
+  the K paths, and the merged batch statistics)."""
+  model, space, block = spec.model, spec.space, spec.block
+  if spec.dtype == 'bfloat16':  # bf16 compute; f32 master params and stats
+    params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
+    views = tuple(v.astype(jnp.bfloat16) for v in views)
+
+  # The finished blocks' output is the same for every path (same views,
+  # same prefix, frozen statistics): compute it once, not once per path.
+  start = bool(block > 0 and not per_path and spec.cache_prefix)
+  if start:
+    variables = {'params': params, 'batch_stats': stats}
+    views = tuple(model.apply(variables, v, archs[0], block=block,
+                              method=type(model).prefix) for v in views)
+
+  # Groups of slots by width (width_groups): each runs in its narrowed
+  # supernet; gradients flow back through the slicing.
+  outs, new = [], []
+  for limits, sl in wg.train_groups(space, block, archs.shape[0],
+                                    spec.width_groups):
+    narrow = wg.narrow_model(model, space, limits)
+    out, upd = _run_group(narrow, wg.narrow_tree(space, params, limits),
+                          wg.narrow_tree(space, stats, limits), archs[sl],
+                          tuple(v[sl] for v in views) if per_path else views,
+                          block, start, per_path, space.path_batching)
+    if limits is not None:
+      upd = jax.vmap(lambda n, limits=limits: wg.widen_tree(
+          space, stats, n, limits))(upd)
+    outs.append(out)
+    new.append(upd)
+  if len(outs) > 1:
+    cat = lambda *x: jnp.concatenate(x)
+    outs, new = [jax.tree.map(cat, *outs)], [jax.tree.map(cat, *new)]
+  return outs[0], merge_path_stats(stats, new[0])
+
+
+def _run_group(model, params, stats, archs, views, block, start, per_path,
+               batching):
+  def one(arch, *xs):
+    st, outs = stats, []
+    for x in xs:  # views one after another: each updates the statistics
+      out, upd = model.apply({'params': params, 'batch_stats': st}, x, arch,
+                             block=block, mode='train', start=start,
+                             mutable=['batch_stats'])
+      st = upd['batch_stats']
+      outs.append(out)
+    return tuple(outs), st
+
+  vaxis = 0 if per_path else None
+  if batching == 'vmap':
+    return jax.vmap(one, in_axes=(0,) + (vaxis,) * len(views))(archs, *views)
+  # one path after another (paths that switch branches)
+  if per_path:
+    return jax.lax.map(lambda a: one(*a), (archs, *views))
+  return jax.lax.map(lambda a: one(a, *views), archs)
+
+
+def train_step(spec: TrainSpec, state: State, images, key, archs):
+  """(new state, metrics) of one step on micro-batches `images` [A, B, ...]
+  for the paths `archs` [K, L]."""
+  objective, block = spec.objective, spec.block
+  step = state['step']
+  _, k_aug = step_keys(key, block, step)
+  num = archs.shape[0]
+  per_path = spec.views_per_path
+  view_fn = augment.make_view_fn(spec.augment)
+  params = state['params']
+  forward = functools.partial(forward_paths, spec, per_path=per_path)
+  grad_fn = jax.value_and_grad(
+      lambda p, st, tg, sl, a, vs: objective.loss(forward, p, st, tg, sl, a,
+                                                  vs), has_aux=True)
+  chunk = spec.path_chunk if 0 < spec.path_chunk < num else num
+  if num % chunk:
+    raise ValueError(f'train.path_chunk={chunk} must divide '
+                     f'train.paths_per_step={num}')
+
+  def views_of(k, imgs):
+    if per_path:
+      keys = jax.random.split(k, num)
+      return jax.vmap(view_fn, in_axes=(0, None))(keys, imgs)
+    return view_fn(k, imgs)
+
+  def micro(carry, xs):
+    grads, stats, extra = carry
+    imgs, i = xs
+    views = views_of(jax.random.fold_in(k_aug, i), imgs)
+    targets, extra = objective.targets(forward, extra, archs, views)
+    slots = jnp.arange(num)
+
+    # Online paths in chunks of `path_chunk`: a chunk runs side by side,
+    # chunks one after another in a loop, so activation memory is one
+    # chunk's.
+    def one_chunk(carry, xs):
+      grads, stats = carry
+      a, sl, vs = xs if per_path else (*xs, views)
+      (_, (loss, stats)), g = grad_fn(params, stats, targets, sl, a, vs)
+      return (jax.tree.map(jnp.add, grads, g), stats), loss
+
+    if chunk == num:  # no loop: XLA:CPU runs convs inside loops slowly
+      xs = (archs, slots, views) if per_path else (archs, slots)
+      (grads, stats), loss = one_chunk((grads, stats), xs)
+      return (grads, stats, extra), loss
+    split = lambda x: x.reshape(num // chunk, chunk, *x.shape[1:])
+    xs = (split(archs), split(slots))
+    if per_path:
+      xs = xs + (tuple(split(v) for v in views),)
+    (grads, stats), losses = jax.lax.scan(one_chunk, (grads, stats), xs)
+    return (grads, stats, extra), losses.mean()
+
+  zeros = jax.tree.map(jnp.zeros_like, params)
+  accum = images.shape[0]
+  carry = (zeros, state['batch_stats'], state['extra'])
+  if accum == 1:  # XLA:CPU runs convolutions inside a loop body slowly
+    carry, loss = micro(carry, (images[0], 0))
+    losses = loss[None]
+  else:
+    carry, losses = jax.lax.scan(micro, carry, (images, jnp.arange(accum)))
+  grads, stats, extra = carry
+  grads = jax.tree.map(lambda g: g / accum, grads)
+
+  owned = block_mask(params, spec.space, objective, block)
+  tx = spec.optimizer.make(owned)
+  updates, opt_state = tx.update(grads, state['opt_state'], params)
+  params = optax.apply_updates(params, updates)
+  total = spec.optimizer.total_steps
+  new_state = {
+      'params': params,
+      'batch_stats': stats,
+      'extra': objective.update_extra(extra, params, step, total, owned),
+      'opt_state': opt_state,
+      'step': step + 1,
+  }
+  metrics = {'loss': losses.mean(), 'lr': spec.optimizer.schedule()(step),
+             **objective.step_metrics(step, total)}
+  return new_state, metrics
+
+
+@functools.lru_cache(maxsize=None)
+def compiled_step(spec: TrainSpec, mesh):
+  """The jitted step of `spec` on `mesh`: state and paths replicated,
+  micro-batches split over the mesh, the state donated."""
+  rep = parallel.replicated(mesh)
+  data = parallel.batch_sharding(mesh, batch_axis=1)
+  return jax.jit(functools.partial(train_step, spec),
+                 in_shardings=(rep, data, rep, rep),
+                 out_shardings=(rep, rep), donate_argnums=(0,))
+
+
+# ---------------------------------------------------------------------------
+# State
+
+def init_state(model, objective, space, optimizer: OptimizerSpec,
+               image_shape, key) -> State:
+  """The state of a supernet run: online variables, the objective's extra
+  state, the optimiser state (its structure is the same for every block)
+  and the step within the block."""
+  arch = jnp.asarray(space.flatten(space.default_arch()))
+  x = jnp.zeros((2, *image_shape), jnp.float32)
+  variables = model.init(key, x, arch, block=0, mode='train')
+  params, stats = variables['params'], variables['batch_stats']
+  owned = block_mask(params, space, objective, 0)
+  return {
+      'params': params,
+      'batch_stats': stats,
+      'extra': objective.init_extra(params, stats),
+      'opt_state': optimizer.make(owned).init(params),
+      'step': jnp.zeros((), jnp.int32),
+  }
+
+
+class Trainer:
+  """The supernet of one run: its model (objective heads around the
+  space's supernet), state builder and the compiled step of each block."""
+
+  def __init__(self, config, space, objective, mesh, steps_per_epoch: int,
+               image_shape=(32, 32, 3)):
+    from bossnax.engine.state import StateBuilder
+    self.config, self.space, self.objective = config, space, objective
+    self.mesh, self.steps_per_epoch = mesh, steps_per_epoch
+    self.image_shape = tuple(image_shape)
+    t = config.train
+    self.model = objective.model(
+        space.supernet(config.model.embed_dim, remat=bool(t.remat)),
+        space.num_blocks)
+    self.optimizer = OptimizerSpec.from_config(t, steps_per_epoch)
+    self.steps_per_block = self.optimizer.total_steps
+    self.specs = [TrainSpec.from_config(config, space, self.model, objective,
+                                        k, steps_per_epoch)
+                  for k in range(space.num_blocks)]
+    self._state = StateBuilder(functools.partial(
+        init_state, self.model, objective, space, self.optimizer,
+        self.image_shape), mesh, eager=True)
+
+  @classmethod
+  def from_config(cls, config, mesh, steps_per_epoch, image_shape=None,
+                  space=None):
+    """The trainer of `config`'s method and space (benchmarks, tests)."""
+    from bossnax.methods import build_method
+    from bossnax.spaces import make_space
+    space = space or make_space(config.space)
+    size = config.data.image_size
+    return cls(config, space, build_method(config, space).objective, mesh,
+               steps_per_epoch, image_shape or (size, size, 3))
+
+  def state_shapes(self):
+    """The state's abstract shapes with their shardings (shape-first)."""
+    return self._state.shapes()
+
+  def init_state(self, seed: int) -> State:
+    return self._state.init(jax.random.key(seed))
+
+  def start_block(self, state: State, block: int) -> State:
+    """Fresh optimiser and step counter for a new block (learning-rate and
+    EMA schedules restart); the extra state carries on as it is."""
+    owned = block_mask(state['params'], self.space, self.objective, block)
+    state = dict(state)
+    # Eager for the same reason as init_state (zeros, one kernel per shape).
+    state['opt_state'] = jax.device_put(
+        self.optimizer.make(owned).init(state['params']),
+        parallel.replicated(self.mesh))
+    state['step'] = jnp.zeros((), jnp.int32)
+    return state
+
+  def step_fn(self, block: int):
+    """step(state, images [A, B, ...], key, archs [K, L]) of block
+    `block`, jitted (shared by every trainer with the same settings)."""
+    return compiled_step(self.specs[block], self.mesh)

@@ -1,0 +1,85 @@
+"""The objective interface the engine calls (see bossnax/objectives/__init__).
+
+An objective is a frozen dataclass: hashable, so a jitted step that takes it
+as static configuration compiles once for equal settings.
+
+Inside the train step the engine hands the objective `forward`:
+
+  forward(params, stats, archs, views) -> (outputs, new_stats)
+
+which runs every path of `archs` [K, L] on each view of `views` (a tuple)
+and returns the model's outputs stacked over paths, one entry per view, and
+the batch statistics merged over the paths. While scoring it hands
+`run(side, fn)`, which maps `fn(apply, views, index)` over every path being
+scored (in table order) with side `side`'s variables, where
+`apply(x)` is the model's output for image batch x.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  name = 'base'
+
+  # -- model and state -------------------------------------------------------
+  def model(self, backbone: nn.Module, num_blocks: int) -> nn.Module:
+    """The flax module trained: `backbone` (the supernet) plus heads. Called
+    as module(x, arch, block=k, mode=..., start=...); `module.prefix(x,
+    arch, block=k, mode=...)` gives the finished blocks' output."""
+    raise NotImplementedError
+
+  def init_extra(self, params, batch_stats) -> dict[str, Any]:
+    """Extra state carried next to the trained variables (none here)."""
+    del params, batch_stats
+    return {}
+
+  def head_block(self, name: str) -> int:
+    """Which block owns the head module `name` (a top-level module of the
+    model that is not the backbone)."""
+    raise NotImplementedError
+
+  # -- one train step ------------------------------------------------------------
+  def targets(self, forward, extra, archs, views):
+    """(regression targets, new extra state) of one micro-batch, computed
+    without gradient; None when the loss needs none."""
+    del forward, archs, views
+    return None, extra
+
+  def loss(self, forward, params, stats, targets, slots, archs, views):
+    """(sum of per-path losses, (mean loss, new batch stats)) of the paths
+    `archs` [C, L], which are the sampled slots `slots` [C] (a chunk of the
+    K paths: index per-path targets with it)."""
+    raise NotImplementedError
+
+  def update_extra(self, extra, params, step, total_steps, owned):
+    """Extra state after the optimiser step; `owned` masks the current
+    block's parameters."""
+    del params, step, total_steps, owned
+    return extra
+
+  def step_metrics(self, step, total_steps) -> dict[str, Any]:
+    del step, total_steps
+    return {}
+
+  # -- scoring ---------------------------------------------------------------------
+  def score_sides(self, state):
+    """The (params, batch_stats) pairs the score reads: side i of `run`."""
+    return ((state['params'], state['batch_stats']),)
+
+  def score(self, run, weights):
+    """Per-path loss summed over one batch of view pairs, [P]; lower is
+    better. `weights` [B] is 0 for padding images."""
+    raise NotImplementedError
+
+  def variables(self, state, which: str = 'online'):
+    """{'params', 'batch_stats'} of the model for export."""
+    if which != 'online':
+      raise ValueError(f'--weights={which}: the {self.name} objective keeps '
+                       'only online weights')
+    return {'params': state['params'], 'batch_stats': state['batch_stats']}

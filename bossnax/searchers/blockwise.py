@@ -1,0 +1,149 @@
+"""Block-wise beam search over block score tables (BossNAS Sec. 3.3).
+
+After block k is trained, every path of block k is scored after each prefix
+of the pool (the `top_n` best prefixes so far); the pool is extended by one
+block and cut back to `top_n` by accumulated weighted loss. Architectures of
+an enumerable space are then ranked exhaustively: each takes block k's loss
+from the table of its own prefix where that prefix was scored, else from the
+best prefix's table. Score = -sum_k lambda_k * loss_k (higher is better).
+
+The searcher's state (pool and tables) is JSON, kept in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bossnax.searchers.ranking import Ranking
+
+
+def beam(pool, tables, lambdas, top_n):
+  """Extend the prefix pool with one more block: keep the `top_n` best
+  (prefix + path) by accumulated weighted loss.
+
+  pool: list of (prefix paths tuple, accumulated loss); tables: one
+  (table, losses) per pool entry, same order.
+  """
+  cands = []
+  for (paths, acc), (table, losses) in zip(pool, tables):
+    k = len(paths)
+    for row, loss in zip(table, losses):
+      cands.append((paths + (np.asarray(row),), acc + lambdas[k] * loss))
+  cands.sort(key=lambda c: c[1])
+  return cands[:top_n]
+
+
+def architecture_scores(space, block_tables, lambdas):
+  """Score every architecture of an enumerable space (higher = better).
+
+  block_tables[k] maps a prefix key (tuple of ints of blocks < k) to
+  (table, losses), the best prefix's first.
+  """
+  lookups = []
+  for by_prefix in block_tables:
+    maps = {}
+    for prefix_key, (table, losses) in by_prefix.items():
+      maps[prefix_key] = {tuple(int(v) for v in row): float(l)
+                          for row, l in zip(table, losses)}
+    lookups.append((maps, next(iter(maps.values()))))
+  archs, scores = [], []
+  for arch in space.enumerate():
+    total = 0.0
+    ok = True
+    for k, (maps, best) in enumerate(lookups):
+      key = tuple(int(v) for a in arch[:k] for v in a)
+      loss = maps.get(key, best).get(tuple(int(v) for v in arch[k]))
+      if loss is None:
+        ok = False
+        break
+      total += lambdas[k] * loss
+    if ok:
+      archs.append(arch)
+      scores.append(-total)
+  return archs, np.asarray(scores)
+
+
+def check_lambdas(lambdas, num_blocks):
+  lam = tuple(lambdas) or (1.0,) * num_blocks
+  if len(lam) != num_blocks:
+    raise ValueError(f'search.lambdas has {len(lam)} values for {num_blocks} '
+                     f'blocks: pass --config.search.lambdas="{(1.0,) * num_blocks}"')
+  return lam
+
+
+class BlockwiseBeam:
+  """The searcher of block-wise methods: its state is {'pool', 'tables'}."""
+
+  def __init__(self, space, lambdas=(), top_n=1, max_archs=1_000_000):
+    self.space = space
+    self.lambdas = check_lambdas(lambdas, space.num_blocks)
+    self.top_n, self.max_archs = top_n, max_archs
+
+  @staticmethod
+  def initial_state():
+    return {'pool': [[[], 0.0]], 'tables': {}}
+
+  def pool(self, state):
+    """[(prefix paths tuple, accumulated loss)], best first."""
+    return [(tuple(np.asarray(p, np.int32) for p in paths), acc)
+            for paths, acc in state['pool']]
+
+  def prefix_vector(self, paths):
+    """Flat arch vector with the blocks of `paths` set (the rest 0)."""
+    flat = np.zeros(self.space.num_layers, np.int32)
+    for k, p in enumerate(paths):
+      flat[self.space.block_slice(k)] = p
+    return flat
+
+  def prefixes(self, state):
+    """The prefix vectors block k trains behind ([n, L]; step s uses row
+    s % n)."""
+    return np.stack([self.prefix_vector(p) for p, _ in self.pool(state)])
+
+  def search_block(self, state, block, score_fn):
+    """Score block `block` after every prefix of the pool with
+    score_fn(prefix vector) -> (table, losses); returns the new state and
+    the tables in pool order."""
+    pool = self.pool(state)
+    state = {'pool': state['pool'], 'tables': dict(state['tables'])}
+    entries = list(state['tables'].get(str(block), []))
+    tables = []
+    for paths, _ in pool:
+      table, losses = score_fn(self.prefix_vector(paths))
+      tables.append((table, losses))
+      entries.append({'prefix': [np.asarray(p).tolist() for p in paths],
+                      'paths': np.asarray(table).tolist(),
+                      'losses': [float(l) for l in losses]})
+    state['tables'][str(block)] = entries
+    new_pool = beam(pool, tables, self.lambdas, self.top_n)
+    state['pool'] = [[[p.tolist() for p in paths], float(acc)]
+                     for paths, acc in new_pool]
+    return state, tables
+
+  def best(self, state):
+    """The best architecture found (the first of the final pool)."""
+    return tuple(np.asarray(p, np.int32) for p in state['pool'][0][0])
+
+  def block_tables(self, state):
+    """state['tables'] -> per block {prefix key: (table, losses)}."""
+    out = []
+    for k in range(self.space.num_blocks):
+      by_prefix = {}
+      for entry in state['tables'][str(k)]:
+        key = tuple(int(v) for p in entry['prefix'] for v in p)
+        by_prefix[key] = (np.asarray(entry['paths'], np.int32),
+                          np.asarray(entry['losses']))
+      out.append(by_prefix)
+    return out
+
+  def ranking(self, state) -> Ranking:
+    space = self.space
+    best = space.to_string(self.best(state))
+    sign = 'score = -sum_k lambda_k * block_loss_k; higher is better'
+    if space.count() > self.max_archs:
+      return Ranking(space, [], best, sign, note=(
+          f'{space.count()} architectures: too many to write them all; the '
+          'best path of every block is above'))
+    archs, scores = architecture_scores(space, self.block_tables(state),
+                                        self.lambdas)
+    return Ranking.from_scores(space, archs, scores, best, sign)

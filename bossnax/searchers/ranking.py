@@ -1,0 +1,69 @@
+"""The ranking of a search: what scores.csv, ranking.json, export and
+rescore read. Rows are (arch string, score, MAdds, params), higher score
+better, best first."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+from bossnax import parallel
+
+
+@dataclasses.dataclass
+class Ranking:
+  space: object
+  rows: list  # [(arch, score, flops, params)], best first
+  best: str  # the searcher's best architecture (string form)
+  sign: str = 'higher is better'
+  note: str = ''
+
+  @classmethod
+  def from_scores(cls, space, archs, scores, best, sign):
+    rows = []
+    for arch, score in zip(archs, scores):
+      flops, params = space.flops_params(arch)
+      rows.append((space.to_string(arch), float(score), flops, params))
+    rows.sort(key=lambda r: -r[1])
+    return cls(space, rows, best, sign)
+
+  def top(self, k):
+    return [dict(zip(('arch', 'score', 'flops', 'params'), r))
+            for r in self.rows[:k]]
+
+  def within(self, flops_budget_m=0.0, params_budget_m=0.0):
+    """The best row within the budgets (MFLOPs, M params; 0 = none)."""
+    for r in self.rows:
+      if ((not flops_budget_m or r[2] <= flops_budget_m * 1e6) and
+          (not params_budget_m or r[3] <= params_budget_m * 1e6)):
+        return dict(zip(('arch', 'score', 'flops', 'params'), r))
+    return None
+
+  def summary(self, top_k=10, flops_budget_m=0.0, params_budget_m=0.0):
+    """The dict written to ranking.json."""
+    out = {'space': self.space.name, 'best': self.best, 'sign': self.sign}
+    if self.note:
+      out['note'] = self.note
+    out['top'] = self.top(top_k)
+    if self.rows and (flops_budget_m or params_budget_m):
+      out['budget'] = {'flops_budget_M': flops_budget_m,
+                       'params_budget_M': params_budget_m,
+                       'best': self.within(flops_budget_m, params_budget_m)}
+    return out
+
+  def write(self, workdir, search_cfg):
+    """scores.csv (every architecture, when there are rows) and
+    ranking.json into `workdir` (process 0); returns the summary."""
+    s = search_cfg
+    summary = self.summary(s.top_k, s.flops_budget, s.params_budget)
+    if not parallel.is_main_process():
+      return summary
+    if self.rows:
+      with open(os.path.join(workdir, 'scores.csv'), 'w') as f:
+        f.write('arch,score,flops,params\n')
+        for arch, score, flops, params in self.rows:
+          f.write(f'{arch},{score:.6f},{flops},{params}\n')
+    with open(os.path.join(workdir, 'ranking.json'), 'w') as f:
+      json.dump(summary, f, indent=1)
+    return summary

@@ -166,6 +166,26 @@ def compiled_scorer(spec: ScoreSpec, mesh):
                   out_shardings=rep))
 
 
+@functools.lru_cache(maxsize=None)
+def _loop_fns(model, block, recalibrate):
+  """(recalibrate one path, apply one path) of the per-path loop, jitted
+  once per setting (the loop is also the benchmarks' baseline)."""
+  @jax.jit
+  def stats_fn(params, stats, arch, calib):
+    if not recalibrate:
+      return stats
+    _, upd = model.apply({'params': params, 'batch_stats': stats}, calib,
+                         arch, block=block, mode='calibrate',
+                         mutable=['batch_stats'])
+    return upd['batch_stats']
+
+  @jax.jit
+  def apply_fn(params, stats, x, arch):
+    return model.apply({'params': params, 'batch_stats': stats}, x, arch,
+                       block=block, mode='eval')
+  return stats_fn, apply_fn
+
+
 class Evaluator:
   """Scores the paths of a block (or any paths sharing the blocks before
   it) against fixed validation view pairs, with `search.*` settings."""
@@ -259,22 +279,7 @@ class Evaluator:
     image (no shared prefix), full width, recalibrated on its own."""
     s = self.config.search
     table, archs = self.block_archs(block, prefix)
-    model = self.model
-
-    @jax.jit
-    def stats_fn(params, stats, arch, calib):
-      if not s.recalibrate_bn:
-        return stats
-      _, upd = model.apply({'params': params, 'batch_stats': stats}, calib,
-                           arch, block=block, mode='calibrate',
-                           mutable=['batch_stats'])
-      return upd['batch_stats']
-
-    @jax.jit
-    def apply_fn(params, stats, x, arch):
-      return model.apply({'params': params, 'batch_stats': stats}, x, arch,
-                         block=block, mode='eval')
-
+    stats_fn, apply_fn = _loop_fns(self.model, block, bool(s.recalibrate_bn))
     calib = self.calib_input(calib_images)
     sides = self.objective.score_sides(state)
     per_path = [[stats_fn(p, st, a, calib) for p, st in sides] for a in archs]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bossnax import parallel, width_groups
-from bossnax.engine.evaluator import Evaluator
+from bossnax.engine.evaluator import Evaluator, compiled_scorer
 from bossnax.searchers import blockwise
 from bossnax.spaces import make_space
 from bossnax.spaces.nats import NATSSpace
@@ -51,6 +51,11 @@ def test_vectorised_scores_equal_per_path_loop(setup, recalibrate, centre,
   ev = _evaluator(c, tr)
   table, vec = ev.score_block(state, 1, PREFIX, val, calib)
   table2, loop = ev.score_block_loop(state, 1, PREFIX, val, calib)
+  # an evaluator with equal settings shares the compiled programs
+  spec = ev.spec(1, table)
+  assert _evaluator(c, trainer(c)).spec(1, table) == spec
+  assert compiled_scorer(spec, tr.mesh) is compiled_scorer(
+      _evaluator(c, trainer(c)).spec(1, table), tr.mesh)
   np.testing.assert_array_equal(table, table2)
   assert table.shape == (4, 2) and np.all(np.isfinite(vec))
   np.testing.assert_allclose(vec, loop, rtol=1e-4, atol=1e-5)

@@ -31,7 +31,9 @@ class Objective:
   def model(self, backbone: nn.Module, num_blocks: int) -> nn.Module:
     """The flax module trained: `backbone` (the supernet) plus heads. Called
     as module(x, arch, block=k, mode=..., start=...); `module.prefix(x,
-    arch, block=k, mode=...)` gives the finished blocks' output."""
+    arch, block=k, mode=...)` gives the finished blocks' output. It keeps
+    the supernet as its attribute `backbone`, whose variables sit under
+    'backbone' (width groups narrow it, export cuts paths out of it)."""
     raise NotImplementedError
 
   def init_extra(self, params, batch_stats) -> dict[str, Any]:

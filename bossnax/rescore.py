@@ -17,7 +17,6 @@ Change only `search.*` options: the rest must describe the trained run.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -28,7 +27,6 @@ from bossnax.cli import run_main
 def rescore(config, workdir, out):
   """Returns (ranking summary, meta with the new tables, max |new - run's
   own|)."""
-  import numpy as np
   from bossnax.run import Run
   run = Run(config, workdir, write_metrics=False)
   try:
@@ -43,19 +41,9 @@ def rescore(config, workdir, out):
                        f"{meta['block'] + 1} of {K}: finish it with "
                        'python -m bossnax.main first')
     val, val_w, calib = run.search_images()
-    new_meta = copy.deepcopy(meta)
-    diff = 0.0
-    for k in range(run.space.num_blocks):
-      for entry in new_meta['tables'][str(k)]:
-        paths = [np.asarray(p, np.int32) for p in entry['prefix']]
-        tab, losses = run.evaluator.score_block(
-            state, k, run.searcher.prefix_vector(paths), val, calib, val_w)
-        if tab.tolist() != entry['paths']:
-          raise ValueError(f'block {k} paths differ from the run: pass the '
-                           'config the run was trained with')
-        diff = max(diff, float(np.abs(losses - np.asarray(
-            entry['losses'])).max()))
-        entry['losses'] = [float(v) for v in losses]
+    new_meta, diff = run.searcher.rescore(
+        meta, lambda k, prefix: run.evaluator.score_block(
+            state, k, prefix, val, calib, val_w))
   finally:
     run.close()
   os.makedirs(out, exist_ok=True)

@@ -120,6 +120,24 @@ class BlockwiseBeam:
                      for paths, acc in new_pool]
     return state, tables
 
+  def rescore(self, state, score_fn):
+    """Score every table the search recorded again, under the same prefixes
+    (training was conditioned on them), with score_fn(block, prefix vector)
+    -> (table, losses); returns (new state, largest change of a loss)."""
+    tables, diff = {}, 0.0
+    for k, entries in state['tables'].items():
+      tables[k] = []
+      for entry in entries:
+        paths = [np.asarray(p, np.int32) for p in entry['prefix']]
+        table, losses = score_fn(int(k), self.prefix_vector(paths))
+        if np.asarray(table).tolist() != entry['paths']:
+          raise ValueError(f'block {k} paths differ from the run: pass the '
+                           'config the run was trained with')
+        diff = max(diff, float(np.abs(np.asarray(losses) - np.asarray(
+            entry['losses'])).max()))
+        tables[k].append({**entry, 'losses': [float(v) for v in losses]})
+    return {**state, 'tables': tables}, diff
+
   def best(self, state):
     """The best architecture found (the first of the final pool)."""
     return tuple(np.asarray(p, np.int32) for p in state['pool'][0][0])

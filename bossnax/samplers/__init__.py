@@ -16,7 +16,7 @@ import functools
 import jax
 import numpy as np
 
-from bossnax import width_groups
+from bossnax import width_groups as wg
 
 
 def step_keys(key, block: int, step):
@@ -35,10 +35,10 @@ class PathSampler:
   name = 'uniform'
 
   def __init__(self, space, num_paths: int, fair: bool, seed: int,
-               width_groups_: int = 1):
-    width_groups.check_training(space, num_paths, width_groups_, 0)
+               width_groups: int = 1):
+    wg.check_training(space, num_paths, width_groups, 0)
     self.space, self.num, self.fair, self.seed = space, num_paths, fair, seed
-    self.groups = width_groups_
+    self.groups = width_groups
     if fair:
       self.name = 'fair'
     self._cpu = jax.local_devices(backend='cpu')[0]
@@ -51,7 +51,7 @@ class PathSampler:
       k_path, _ = step_keys(jax.random.key(seed), block, step)
       paths = space.sample_block(k_path, block, table, num, fair)
       if groups > 1:  # slots in width buckets of the first layer
-        paths = width_groups.stratify(jax.random.fold_in(k_path, 1), space,
+        paths = wg.stratify(jax.random.fold_in(k_path, 1), space,
                                       block, paths, groups, fair)
       return paths
     return jax.jit(draw, static_argnames='block')

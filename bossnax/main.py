@@ -27,6 +27,9 @@ def print_ranking(ranking, out=sys.stdout):
     for i, r in enumerate(ranking['top']):
       print(f"{i + 1:>4}  {r['arch']:<24} {r['score']:>10.4f} "
             f"{r['flops'] / 1e6:>9.2f} {r['params'] / 1e6:>8.4f}", file=out)
+  if ranking.get('per_layer_width_spearman'):
+    from bossnax.rank import format_layer_report
+    print(format_layer_report(ranking['per_layer_width_spearman']), file=out)
   if ranking.get('budget'):
     b = ranking['budget']
     print(f"best within budget (MFLOPs<={b['flops_budget_M'] or 'any'}, "

@@ -8,6 +8,11 @@ scores.csv: arch,score,flops,params (higher score = better). The truth file
 has an `arch` column and an accuracy column (the one whose name contains
 'acc', or --truth_column). Baselines, computed here: params, flops, and the
 sum of log channel counts (for `c0:c1:...` architectures).
+
+Without --truth it prints the sanity report alone: per layer of `c0:c1:...`
+architectures, the Spearman correlation of that layer's width with the score
+over every scored architecture (higher = wider is better). A layer that
+ranks backwards shows without any ground truth; ranking.json holds it too.
 """
 
 from __future__ import annotations
@@ -68,6 +73,33 @@ def log_channels(arch):
     return sum(math.log(int(c)) for c in arch.split(':'))
   except ValueError:
     return None
+
+
+def layer_report(scores):
+  """{'c0': rho, ...}: per position of `c0:c1:...` architectures, the
+  Spearman correlation of its width with the score; None when the
+  architectures are not of that form. `scores` maps arch -> (score, ...)."""
+  archs = list(scores)
+  try:
+    widths = np.array([[float(v) for v in a.split(':')] for a in archs])
+  except ValueError:
+    return None
+  if widths.ndim != 2 or len(archs) < 3:
+    return None
+  score = np.array([scores[a][0] for a in archs])
+  out = {}
+  for i in range(widths.shape[1]):
+    col = widths[:, i]
+    rho = (stats.spearmanr(col, score).correlation
+           if np.ptp(col) > 0 and np.ptp(score) > 0 else float('nan'))
+    out[f'c{i}'] = float(rho)
+  return out
+
+
+def format_layer_report(report):
+  return ('per layer, Spearman of width against score over every scored '
+          'architecture (higher = wider is better): ' +
+          '  '.join(f'{k} {v:+.2f}' for k, v in report.items()))
 
 
 def correlations(x, y):
@@ -166,23 +198,36 @@ def main(argv=None):
   p = argparse.ArgumentParser(prog='python -m bossnax.rank',
                               description=__doc__.splitlines()[0])
   p.add_argument('--scores', required=True)
-  p.add_argument('--truth', required=True)
+  p.add_argument('--truth', default='',
+                 help='ground truth CSV; without it only the per-layer report')
   p.add_argument('--truth_column', default=None)
   p.add_argument('--json', action='store_true')
   p.add_argument('--plot', default='')
   args = p.parse_args(argv)
   try:
     scores = read_scores(args.scores)
+    layers = layer_report(scores)
+    if not args.truth:
+      if layers is None:
+        raise ValueError(f'{args.scores}: no c0:c1:... architectures for '
+                         'the per-layer report; pass --truth=FILE')
+      print(json.dumps({'per_layer_width_spearman': layers}) if args.json
+            else format_layer_report(layers))
+      return 0
     truth = read_truth(args.truth, args.truth_column)
     result = evaluate(scores, truth)
   except ValueError as e:
     return fail(e)
+  if layers is not None:
+    result['per_layer_width_spearman'] = layers
   if args.plot:
     plot(scores, truth, args.plot, result)
   if args.json:
     print(json.dumps(result))
   else:
     print(format_report(result))
+    if layers is not None:
+      print(format_layer_report(layers))
   return 0
 
 

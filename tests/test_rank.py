@@ -97,3 +97,36 @@ def test_cli_errors_are_one_line(tmp_path):
                         f'--scores={good}', f'--truth={truth}'],
                        capture_output=True, text=True, cwd=ROOT)
   assert out.returncode == 2 and 'same search space' in out.stderr
+
+
+def test_per_layer_width_report_by_hand(tmp_path):
+  """The sanity report needs no ground truth: on the full product of three
+  widths, score = c0 gives c0 exactly +1 and every other layer 0 (they are
+  independent of c0), score = -c3 gives c3 exactly -1; the CLI prints it
+  alone without --truth, and a non-NATS scores file fails in one line."""
+  import itertools
+  archs = list(itertools.product((8, 16, 24), repeat=5))
+  key = lambda a: ':'.join(map(str, a))
+  up = rank.layer_report({key(a): (a[0],) for a in archs})
+  assert list(up) == ['c0', 'c1', 'c2', 'c3', 'c4']
+  assert up['c0'] == pytest.approx(1.0)
+  assert all(abs(up[c]) < 1e-9 for c in ('c1', 'c2', 'c3', 'c4'))
+  down = rank.layer_report({key(a): (-a[3],) for a in archs})
+  assert down['c3'] == pytest.approx(-1.0) and abs(down['c0']) < 1e-9
+  rows = ['arch,score,flops,params'] + [f'{key(a)},{-a[3]},1,1' for a in archs]
+  path = tmp_path / 'scores.csv'
+  path.write_text('\n'.join(rows) + '\n')
+  report = rank.layer_report(rank.read_scores(path))
+  assert report == pytest.approx(down)
+  out = subprocess.run([sys.executable, '-m', 'bossnax.rank',
+                        f'--scores={path}', '--json'], capture_output=True,
+                       text=True, cwd=ROOT)
+  assert out.returncode == 0, out.stderr
+  assert json.loads(out.stdout)['per_layer_width_spearman'] == pytest.approx(
+      report)
+  other = tmp_path / 'hytra.csv'
+  other.write_text('arch,score,flops,params\n[[1],[0]],1,1,1\n[[0],[1]],2,1,1\n')
+  out = subprocess.run([sys.executable, '-m', 'bossnax.rank',
+                        f'--scores={other}'], capture_output=True, text=True,
+                       cwd=ROOT)
+  assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

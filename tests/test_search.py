@@ -160,5 +160,7 @@ def test_ranking_budget_and_files(tmp_path):
   assert summary['budget']['best']['arch'] == '4:4:4:4:4'
   rows = (tmp_path / 'scores.csv').read_text().splitlines()
   assert rows[0] == 'arch,score,flops,params' and rows[1].startswith('4:4:4:4:4,-1.0')
-  assert json.loads((tmp_path / 'ranking.json').read_text())['best'] == (
-      '8:8:8:8:8')
+  written = json.loads((tmp_path / 'ranking.json').read_text())
+  assert written['best'] == '8:8:8:8:8'
+  # the per-layer sanity report: the best-scored arch is the narrowest
+  assert written['per_layer_width_spearman']['c0'] < 0

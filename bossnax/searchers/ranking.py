@@ -46,6 +46,10 @@ class Ranking:
     if self.note:
       out['note'] = self.note
     out['top'] = self.top(top_k)
+    from bossnax.rank import layer_report  # the sanity report (no truth)
+    layers = layer_report({r[0]: r[1:] for r in self.rows}) if self.rows else None
+    if layers is not None:
+      out['per_layer_width_spearman'] = layers
     if self.rows and (flops_budget_m or params_budget_m):
       out['budget'] = {'flops_budget_M': flops_budget_m,
                        'params_budget_M': params_budget_m,

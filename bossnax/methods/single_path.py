@@ -1,4 +1,4 @@
-"""Single-path bootstrapping (the ensemble ablation of BossNAS Table 6):
+"""Single-path bootstrapping (the paper's ablation of the ensemble):
 BossNAS's plan with each path regressing onto its own EMA target.
 
   python -m bossnax.main --config=configs/nats_cifar10.py:quick \

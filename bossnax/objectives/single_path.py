@@ -1,7 +1,7 @@
 """Single-path bootstrapping: each sampled path predicts its own target's
 projection of the other view (BYOL per path), the paper's ablation of the
-ensemble (BossNAS Table 6). Scored the same way: a path's loss against its
-own target on fixed view pairs."""
+ensemble. Scored the same way: a path's loss against its own target on fixed
+view pairs."""
 
 from __future__ import annotations
 

@@ -33,6 +33,12 @@ def search_config() -> ml_collections.ConfigDict:
   c.space.block_split = 'cifar10'  # official (c0,c1)(c2,c3)(c4); or '0,1|2,3|4'
   c.space.num_classes = 10  # only the classifier's cost depends on it
   c.space.widths = (8, 16, 24, 32, 40, 48, 56, 64)  # NATS-Bench's
+  # Conv init, bossnax/nn/init.py: 'torch' (PyTorch's default, as the
+  # official supernet) | 'he_fan_out' (bossnax before 2026-12-02).
+  c.space.conv_init = 'he_fan_out'
+  # ReLU before the cells' 1x1 projection skip: False as NATS-Bench's
+  # networks, True as the official BossNAS supernet (docs/architecture.md).
+  c.space.skip_relu = False
 
   c.model = ml_collections.ConfigDict()
   c.model.embed_dim = 2048  # width adapters' output, before the projector
@@ -62,8 +68,15 @@ def search_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global batch of one micro-step
   c.train.accum_steps = 4  # effective batch = batch_size * accum_steps
-  c.train.lr = 0.48  # LARS lr at lr_batch, scaled linearly
+  c.train.lr = 0.48  # LARS lr at lr_batch, scaled by lr_scaling
   c.train.lr_batch = 4096
+  c.train.lr_scaling = 'linear'  # to the effective batch: linear | sqrt | none
+  # > 0: the sum of a block's learning rates instead (sets the peak; under
+  # LARS a weight's travel follows it); official_lr_sum() is the paper's.
+  c.train.lr_sum = 0.0
+  # LARS: a trust ratio per width of the stacked width adapters, as the
+  # official code's separate convs have (False: one for the whole stack).
+  c.train.lars_per_row = False
   c.train.momentum = 0.9
   c.train.weight_decay = 1e-6
   c.train.eta = 0.001  # LARS trust coefficient
@@ -96,6 +109,9 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.width_groups = 1
   c.search.view_pairs = 1  # fixed view pairs per validation image (paper: 1)
   c.search.recalibrate_bn = True
+  # The predictor's BN while scoring: 'recalibrate' (with the rest) or
+  # 'reset' (mean 0, variance 1, as the official metric is measured).
+  c.search.predictor_bn = 'recalibrate'
   c.search.calib_batch = 256  # fixed training batch for BN recalibration
   c.search.centre = 'normalized'  # population centre of 'normalized' | 'raw' projections
   c.search.lambdas = ()  # per-block weights of the architecture score, () = all 1
@@ -116,6 +132,24 @@ def search_config() -> ml_collections.ConfigDict:
 
 
 # -- NATS presets (configs/nats_cifar10.py and nats_cifar100.py) ---------------
+
+# The official NATS schedule: 50 epochs per block of the 50,000 CIFAR
+# training images at batch 4096 (12 steps an epoch, last partial batch
+# dropped), 2 warm-up epochs, LARS lr 0.48.
+OFFICIAL_NATS_SCHEDULE = {'images': 50_000, 'batch': 4096, 'epochs': 50,
+                          'warmup_epochs': 2, 'lr': 0.48}
+
+
+def official_lr_sum(schedule=OFFICIAL_NATS_SCHEDULE) -> float:
+  """The sum of the official schedule's learning rates over one block."""
+  import numpy as np
+  import optax
+  steps = schedule['images'] // schedule['batch']
+  total = schedule['epochs'] * steps
+  lr = optax.warmup_cosine_decay_schedule(
+      0.0, schedule['lr'], schedule['warmup_epochs'] * steps, total, 0.0)
+  return float(np.sum(np.asarray(lr(np.arange(total)))))
+
 
 def nats_quick(c):
   """Minutes on a 2-core CPU, same code path, real NATS widths. Masked
@@ -182,7 +216,16 @@ def nats_tiny(c):
   c.search.truth_file = ''
 
 
-NATS_PRESETS = {'quick': nats_quick, 'real': nats_real, 'tiny': nats_tiny}
+def nats_real_budget(c):
+  """nats_real with the official optimisation budget: the learning rates of
+  a block sum to the official schedule's (official_lr_sum, 144.0), over
+  this subset's 950 steps (linear scaling gives a tenth of it)."""
+  nats_real(c)
+  c.train.lr_sum = round(official_lr_sum(), 1)
+
+
+NATS_PRESETS = {'quick': nats_quick, 'real': nats_real,
+                'real_budget': nats_real_budget, 'tiny': nats_tiny}
 
 
 # -- HyTra (configs/hytra_imagenet.py and hytra_cifar.py) ----------------------

@@ -32,6 +32,8 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from bossnax.nn import grouping
+
 log = logging.getLogger('bossnax')
 
 
@@ -287,7 +289,7 @@ class Retrain:
   # -- state ----------------------------------------------------------------
   def _init_state(self, rng):
     x = jnp.zeros((2, *self.source.image_shape), jnp.float32)
-    variables = self.net.init(rng, x, self.arch_vec, mode='train',
+    variables = grouping.init(self.net, rng, x, self.arch_vec, mode='train',
                               output='logits')
     variables = prune_unused(lambda v: self.net.apply(
         v, x, self.arch_vec, mode='train', output='logits',

@@ -38,7 +38,7 @@ from bossnax.spaces import make_space
 log = logging.getLogger('bossnax')
 
 # The checkpoint format; a checkpoint of another format is refused.
-FORMAT = 'bossnax.run/2'
+FORMAT = 'bossnax.run/3'
 
 
 class Run:

@@ -10,8 +10,8 @@ CPU preset on the embedded real CIFAR-10 subset (minutes on 2 cores):
 
   python -m bossnax.main --config=configs/nats_cifar10.py:quick --workdir=/tmp/quick
 
-The schema (every key, commented) and the presets :quick, :real and :tiny
-are in bossnax/defaults.py, shared with nats_cifar100.py.
+The schema (every key, commented) and the presets :quick, :real,
+:real_budget and :tiny are in bossnax/defaults.py, shared with nats_cifar100.py.
 """
 
 from bossnax import defaults
@@ -20,8 +20,8 @@ from bossnax import defaults
 def get_config(preset: str = ''):
   c = defaults.search_config()  # every key, with the paper's defaults
   if preset in defaults.NATS_PRESETS:
-    defaults.NATS_PRESETS[preset](c)  # quick, real or tiny
+    defaults.NATS_PRESETS[preset](c)  # quick, real, real_budget or tiny
   elif preset:
     raise ValueError(f'unknown preset {preset!r}: use nats_cifar10.py:quick, '
-                     ':real or :tiny')
+                     ':real, :real_budget or :tiny')
   return c

@@ -14,7 +14,7 @@ def get_config(preset: str = ''):
     defaults.NATS_PRESETS[preset](c)  # the CIFAR-10 presets, then 100 classes
   elif preset:
     raise ValueError(f'unknown preset {preset!r}: use nats_cifar100.py:quick, '
-                     ':real or :tiny')
+                     ':real, :real_budget or :tiny')
   c.space.block_split = 'cifar100'
   c.space.num_classes = 100
   c.data.name = 'cifar100'

@@ -95,14 +95,17 @@ def test_imagenet_config_builds_the_paper_supernet():
   tr = trainer(c, devices=1, steps_per_epoch=10, image_shape=(224, 224, 3))
   shapes = tr.state_shapes()
   backbone = shapes['params']['backbone']
-  assert set(backbone['layer15_s3']) == {'att', 'conv'}
-  assert 'layer15_s1' not in backbone  # blocks 3-4 only at 1/16 and 1/32
+  assert set(backbone['block3']['layer15_s3']) == {'att', 'conv'}
+  # blocks 3-4 only at 1/16 and 1/32
+  assert 'layer15_s1' not in backbone['block3']
   # the standalone T0 is a subtree of the supernet
   net, vec = space.standalone(space.parse('BossNet-T0'))
   import jax.numpy as jnp
   alone = jax.eval_shape(lambda: net.init(jax.random.key(0),
                                           jnp.zeros((1, 224, 224, 3)), vec))
-  assert set(alone['params']) <= set(backbone) | {'classifier'}
+  assert set(alone['params']) == set(backbone)  # block0..block3
+  for k, group in alone['params'].items():
+    assert set(group) <= set(backbone[k]), k
   # the whole 224 px search forward traces for the first and the last block
   variables = {'params': shapes['params'],
                'batch_stats': shapes['batch_stats']}

@@ -31,8 +31,8 @@ def setup():
   trainer = make_trainer(c, steps_per_epoch=4, image_shape=(SIZE, SIZE, 3))
   mesh = trainer.mesh
   state0 = trainer.init_state(0)
-  att_before = np.asarray(
-      state0['params']['backbone']['layer0_s2']['att']['bn3']['scale'])
+  att_before = np.asarray(state0['params']['backbone']['block0'][
+      'layer0_s2']['att']['bn3']['scale'])
   # One step of block 1 on its path ResAtt@1/16 (choice id 2).
   images = np.random.default_rng(0).integers(
       0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
@@ -58,15 +58,15 @@ def test_attention_scale_trains(setup):
   """The official LARS rule leaves every ResAtt's zero-initialised BN scale
   at zero; here norm parameters are outside LARS and weight decay."""
   _, _, _, state, before, loss = setup
-  after = np.asarray(state['params']['backbone']['layer0_s2']['att']['bn3']
-                     ['scale'])
+  after = np.asarray(state['params']['backbone']['block0']['layer0_s2'][
+      'att']['bn3']['scale'])
   assert np.all(before == 0) and np.isfinite(loss)
   assert np.abs(after).max() > 0
 
 
 def test_stride_variants_share_the_body(setup):
   _, space, trainer, state, _, _ = setup
-  cand = state['params']['backbone']['layer2_s2']['conv']
+  cand = state['params']['backbone']['block2']['layer2_s2']['conv']
   # stride-1 and stride-2 entries, the stride-2 shortcut (the stride-1 one
   # is the identity: same width), one shared body
   assert set(cand) == {'enter1', 'enter2', 'short2', 'conv', 'bn2',
@@ -78,11 +78,11 @@ def test_stride_variants_share_the_body(setup):
   for arch, tag in ((down, '2'), (stay, '1')):
     net, _ = space.standalone(arch)
     v = space.slice_variables(_noisy_backbone(state), arch, SIZE)
-    site = v['params']['layer2_s2']['conv']
+    site = v['params']['block2']['layer2_s2']['conv']
     assert 'enter' + tag in site and ('short2' in site) == (tag == '2')
     assert len([k for k in site if k.startswith('enter')]) == 1
     np.testing.assert_array_equal(site['conv']['kernel'],
-                                  _noisy_backbone(state)['params'][
+                                  _noisy_backbone(state)['params']['block2'][
                                       'layer2_s2']['conv']['conv']['kernel'])
 
 
@@ -178,9 +178,10 @@ def test_export_spec_and_weights_feed_retraining(setup, tmp_path):
   run = retrain.Retrain(rc)
   assert run.space.to_string(run.arch) == space.to_string(arch)
   st = run.init_state(0)
-  got = st['params']['layer2_s2']['att']['expand']['kernel']
+  got = st['params']['block2']['layer2_s2']['att']['expand']['kernel']
   np.testing.assert_array_equal(
-      got, sliced['params']['layer2_s2']['att']['expand']['kernel'])
+      got,
+      sliced['params']['block2']['layer2_s2']['att']['expand']['kernel'])
   bad = tmp_path / 'bad.json'
   bad.write_text('{"format": "other"}')
   rc.spec = str(bad)

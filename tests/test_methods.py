@@ -41,7 +41,7 @@ def test_single_path_trains_its_own_targets():
     assert np.isfinite(m['loss'])
     moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), before,
                          state['params'])
-    assert moved['backbone']['cell0']['e01']['conv']['kernel'], name
+    assert moved['backbone']['block0']['cell0']['e01']['conv']['kernel'], name
     losses[name] = float(m['loss'])
   assert abs(losses['bossnas'] - losses['single_path']) > 1e-4
 

@@ -28,12 +28,19 @@ def test_two_processes_equal_one(tmp_path):
            x_test=rng.integers(0, 255, (16, 32, 32, 3), np.uint8),
            y_test=rng.integers(0, 10, 16))
   port = str(_free_port())
+  # Output to files, not pipes: a pipe read only after the other process
+  # exits can fill up and block its writer, which then misses the
+  # distributed shutdown barrier.
+  logs = [open(tmp_path / f'process{i}.log', 'w') for i in range(2)]
   procs = [subprocess.Popen(
       [sys.executable, WORKER, str(i), '2', port, str(npz),
-       str(tmp_path / 'two.npz')], stdout=subprocess.PIPE,
+       str(tmp_path / 'two.npz')], stdout=logs[i],
       stderr=subprocess.STDOUT, text=True) for i in range(2)]
-  outs = [p.communicate(timeout=600)[0] for p in procs]
-  for p, out in zip(procs, outs):
+  for p, log in zip(procs, logs):
+    p.wait(timeout=600)
+    log.close()
+  for i, p in enumerate(procs):
+    out = (tmp_path / f'process{i}.log').read_text()
     assert p.returncode == 0, out[-3000:]
   one = subprocess.run([sys.executable, WORKER, '0', '1', '0', str(npz),
                         str(tmp_path / 'one.npz')], capture_output=True,

@@ -78,8 +78,9 @@ def test_narrow_path_equals_standalone_network(space, variables, output,
       assert float(jnp.abs(y[..., c:]).max()) == 0.0
     # The standalone network has exactly the NATS-Bench parameter count
     # (adapters and per-width statistics aside).
-    n = sum(v.size for k, v in sliced['params'].items()
-            if not k.startswith('adapter') for v in jax.tree.leaves(v))
+    n = sum(v.size for group in sliced['params'].values()
+            for k, v in group.items() if not k.startswith('adapter')
+            for v in jax.tree.leaves(v))
     assert n == space.flops_params(arch)[1]
 
 

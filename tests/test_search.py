@@ -32,21 +32,23 @@ def _evaluator(c, tr):
   return Evaluator(c, tr.space, tr.model, tr.objective, tr.mesh)
 
 
-@pytest.mark.parametrize('recalibrate,centre,chunk,groups', [
-    (True, 'normalized', 16, 1), (False, 'raw', 3, 1),
-    (True, 'normalized', 16, 2), (False, 'raw', 1, 2)])
+@pytest.mark.parametrize('recalibrate,centre,chunk,groups,predictor_bn', [
+    (True, 'normalized', 16, 1, 'recalibrate'), (False, 'raw', 3, 1, 'reset'),
+    (True, 'normalized', 16, 2, 'reset'), (False, 'raw', 1, 2, 'recalibrate')])
 @pytest.mark.slow
 @pytest.mark.xdist_group('tiny_run')
 def test_vectorised_scores_equal_per_path_loop(setup, recalibrate, centre,
-                                               chunk, groups):
+                                               chunk, groups, predictor_bn):
   """Also with the paths grouped by width into narrowed supernets (groups=2:
-  each of the 4 paths of block 1 in its own narrowed net)."""
+  each of the 4 paths of block 1 in its own narrowed net), and with the
+  predictor's BN reset (the official metric)."""
   c, tr, state, val, calib = setup
   c = c.copy_and_resolve_references()
   c.search.recalibrate_bn = recalibrate
   c.search.centre = centre
   c.search.path_chunk = chunk
   c.search.width_groups = groups
+  c.search.predictor_bn = predictor_bn
   tr = trainer(c)
   ev = _evaluator(c, tr)
   table, vec = ev.score_block(state, 1, PREFIX, val, calib)
@@ -60,6 +62,11 @@ def test_vectorised_scores_equal_per_path_loop(setup, recalibrate, centre,
   assert table.shape == (4, 2) and np.all(np.isfinite(vec))
   np.testing.assert_allclose(vec, loop, rtol=1e-4, atol=1e-5)
   assert np.ptp(vec) > 0  # paths are told apart
+  if predictor_bn == 'reset':  # the option changes the scores
+    c.search.predictor_bn = 'recalibrate'
+    tr = trainer(c)
+    other = _evaluator(c, tr).score_block(state, 1, PREFIX, val, calib)[1]
+    assert np.abs(other - vec).max() > 1e-4
 
 
 @pytest.mark.slow

@@ -74,7 +74,7 @@ def test_grouped_step_trains():
   assert np.isfinite(float(m['loss']))
   moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), before,
                        jax.device_get(state['params']))
-  assert moved['backbone']['cell0']['e01']['conv']['kernel']
+  assert moved['backbone']['block0']['cell0']['e01']['conv']['kernel']
 
 
 def test_stratified_slots_stay_in_their_buckets():

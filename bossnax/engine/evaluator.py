@@ -84,8 +84,9 @@ def calibrate(spec: ScoreSpec, state, archs, calib):
   """(prefix statistics per side, per group the statistics of each path
   per side, stacked; None without recalibration)."""
   sides = spec.objective.score_sides(state)
+  fix = spec.objective.score_stats
   if not spec.recalibrate:
-    return tuple(st for _, st in sides), None
+    return tuple(fix(st) for _, st in sides), None
   start = spec.block > 0
   inputs, prefix_stats = [], []
   for params, stats in sides:
@@ -109,7 +110,8 @@ def calibrate(spec: ScoreSpec, state, archs, calib):
       return tuple(out)
     per_group.append(map_paths(one, archs[np.asarray(rows)], spec.path_chunk,
                                spec.space.path_batching))
-  return tuple(prefix_stats), per_group
+  return tuple(prefix_stats), [tuple(fix(st) for st in g)
+                               for g in per_group]
 
 
 def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w):
@@ -167,17 +169,17 @@ def compiled_scorer(spec: ScoreSpec, mesh):
 
 
 @functools.lru_cache(maxsize=None)
-def _loop_fns(model, block, recalibrate):
+def _loop_fns(model, objective, block, recalibrate):
   """(recalibrate one path, apply one path) of the per-path loop, jitted
   once per setting (the loop is also the benchmarks' baseline)."""
   @jax.jit
   def stats_fn(params, stats, arch, calib):
     if not recalibrate:
-      return stats
+      return objective.score_stats(stats)
     _, upd = model.apply({'params': params, 'batch_stats': stats}, calib,
                          arch, block=block, mode='calibrate',
                          mutable=['batch_stats'])
-    return upd['batch_stats']
+    return objective.score_stats(upd['batch_stats'])
 
   @jax.jit
   def apply_fn(params, stats, x, arch):
@@ -279,7 +281,8 @@ class Evaluator:
     image (no shared prefix), full width, recalibrated on its own."""
     s = self.config.search
     table, archs = self.block_archs(block, prefix)
-    stats_fn, apply_fn = _loop_fns(self.model, block, bool(s.recalibrate_bn))
+    stats_fn, apply_fn = _loop_fns(self.model, self.objective, block,
+                                   bool(s.recalibrate_bn))
     calib = self.calib_input(calib_images)
     sides = self.objective.score_sides(state)
     per_path = [[stats_fn(p, st, a, calib) for p, st in sides] for a in archs]

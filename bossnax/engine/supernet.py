@@ -23,11 +23,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from bossnax import parallel
 from bossnax import width_groups as wg
 from bossnax.data import augment
+from bossnax.nn import grouping
+from bossnax.nn.grouping import owner_block
 from bossnax.nn.switchable import merge_path_stats
 from bossnax.objectives.base import Objective
 from bossnax.samplers import step_keys
@@ -53,16 +56,39 @@ def decay_mask(params):
       lambda p, _: _names(p)[-1] not in ('bias', 'scale'), params)
 
 
-def block_mask(params, space: SearchSpace, objective: Objective, block: int):
-  """True for the parameters block `block` trains: the space owns the
-  backbone's, the objective its heads'."""
-  def owner(path):
-    names = _names(path)
-    if names[0] == 'backbone':
-      return space.param_block(names[1:])
-    return objective.head_block(names[0])
-  return jax.tree_util.tree_map_with_path(
-      lambda p, _: owner(p) == block, params)
+def block_mask(params, block: int):
+  """True for the parameters block `block` trains: those under a
+  `block{block}` group (nn/grouping.py), in the backbone or the heads."""
+  def owned(path, _):
+    owner = owner_block(path)
+    if owner is None:
+      raise ValueError(f'parameter {"/".join(_names(path))} is in no '
+                       'block{k} group: create it inside one '
+                       '(bossnax/nn/grouping.py)')
+    return owner == block
+  return jax.tree_util.tree_map_with_path(owned, params)
+
+
+def trust_ratio_per_row(per_row, trust_coefficient: float,
+                        eps: float = 0.0) -> optax.GradientTransformation:
+  """optax.scale_by_trust_ratio, with one ratio per leading row where
+  `per_row` (a mask tree, or None) is True: a tensor that stacks one weight
+  per choice then trains as separate tensors would (each row's update
+  scaled by its own norm)."""
+  inner = optax.scale_by_trust_ratio(trust_coefficient=trust_coefficient,
+                                     eps=eps)
+
+  def one(u, p):
+    return inner.update({'w': u}, optax.EmptyState(), {'w': p})[0]['w']
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError('trust_ratio_per_row needs the parameters')
+    rows = per_row if per_row is not None else jax.tree.map(
+        lambda _: False, params)
+    return jax.tree.map(lambda u, p, r: jax.vmap(one)(u, p) if r else
+                        one(u, p), updates, params, rows), state
+  return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
 def keep_only(mask) -> optax.GradientTransformation:
@@ -74,10 +100,38 @@ def keep_only(mask) -> optax.GradientTransformation:
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
 
 
+LR_SCALINGS = ('linear', 'sqrt', 'none')
+
+
+def peak_lr(tcfg, effective_batch: int, warmup_steps: int,
+            total_steps: int) -> float:
+  """The schedule's peak learning rate.
+
+  train.lr_sum > 0 sets the sum of the learning rates over a block's steps
+  (under LARS the distance a weight travels follows it): the peak is
+  lr_sum / (sum of the unit schedule). Otherwise train.lr at train.lr_batch,
+  scaled to the effective batch by train.lr_scaling: 'linear' (x B / B0),
+  'sqrt' (x sqrt(B / B0)) or 'none'."""
+  rule = tcfg.get('lr_scaling', 'linear')
+  if rule not in LR_SCALINGS:
+    raise ValueError(f'train.lr_scaling={rule!r}: use one of {LR_SCALINGS}')
+  lr_sum = float(tcfg.get('lr_sum', 0.0))
+  if lr_sum < 0:
+    raise ValueError(f'train.lr_sum={lr_sum}: the sum of a block\'s learning '
+                     'rates, > 0 (or 0 = set by train.lr and lr_scaling)')
+  if lr_sum > 0:
+    unit = optax.warmup_cosine_decay_schedule(0.0, 1.0, warmup_steps,
+                                              total_steps, 0.0)
+    return lr_sum / float(np.sum(np.asarray(unit(np.arange(total_steps)))))
+  ratio = effective_batch / tcfg.lr_batch
+  return tcfg.lr * {'linear': ratio, 'sqrt': ratio ** 0.5,
+                    'none': 1.0}[rule]
+
+
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
   """Optimiser of one block: linear warm-up then cosine decay of the
-  learning rate, scaled linearly with the batch."""
+  learning rate from its peak (`peak_lr`)."""
   name: str = 'lars'  # 'lars' | 'sgd' | 'adamw'
   peak_lr: float = 0.48
   warmup_steps: int = 0
@@ -85,29 +139,44 @@ class OptimizerSpec:
   momentum: float = 0.9
   weight_decay: float = 1e-6
   eta: float = 0.001  # LARS trust coefficient
+  # LARS: one trust ratio per row of a tensor that stacks a weight per
+  # choice (the space's `per_choice_mask`), as separate tensors would have.
+  lars_per_row: bool = False
 
   @classmethod
   def from_config(cls, tcfg, steps_per_epoch: int):
     effective = tcfg.batch_size * tcfg.accum_steps
     total = max(1, tcfg.epochs_per_block * steps_per_epoch)
+    warmup = min(int(tcfg.warmup_epochs * steps_per_epoch), total - 1)
     return cls(name=tcfg.get('optimizer', 'lars'),
-               peak_lr=tcfg.lr * effective / tcfg.lr_batch,
-               warmup_steps=min(int(tcfg.warmup_epochs * steps_per_epoch),
-                                total - 1),
-               total_steps=total, momentum=tcfg.momentum,
-               weight_decay=tcfg.weight_decay, eta=tcfg.eta)
+               peak_lr=peak_lr(tcfg, effective, warmup, total),
+               warmup_steps=warmup, total_steps=total,
+               momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
+               eta=tcfg.eta,
+               lars_per_row=bool(tcfg.get('lars_per_row', False)))
+
+  def lr_sum(self) -> float:
+    """Sum of the learning rates over a block's steps."""
+    return float(np.sum(np.asarray(self.schedule()(
+        np.arange(self.total_steps)))))
 
   def schedule(self):
     return optax.warmup_cosine_decay_schedule(
         0.0, self.peak_lr, self.warmup_steps, self.total_steps, 0.0)
 
-  def make(self, owned) -> optax.GradientTransformation:
+  def make(self, owned, per_row=None) -> optax.GradientTransformation:
+    """The optimiser updating only `owned`; `per_row` marks the tensors
+    with one trust ratio per leading row (LARS; the state does not depend
+    on it)."""
     lr = self.schedule()
     if self.name == 'lars':
-      base = optax.lars(lr, weight_decay=self.weight_decay,
-                        weight_decay_mask=decay_mask,
-                        trust_coefficient=self.eta,
-                        trust_ratio_mask=decay_mask, momentum=self.momentum)
+      # optax.lars with the trust ratio per row where per_row says so
+      base = optax.chain(
+          optax.add_decayed_weights(self.weight_decay, decay_mask),
+          optax.masked(trust_ratio_per_row(
+              per_row if self.lars_per_row else None, self.eta), decay_mask),
+          optax.scale_by_learning_rate(lr),
+          optax.trace(decay=self.momentum, nesterov=False))
     elif self.name == 'sgd':
       base = optax.chain(
           optax.add_decayed_weights(self.weight_decay, decay_mask),
@@ -275,8 +344,8 @@ def train_step(spec: TrainSpec, state: State, images, key, archs):
   grads, stats, extra = carry
   grads = jax.tree.map(lambda g: g / accum, grads)
 
-  owned = block_mask(params, spec.space, objective, block)
-  tx = spec.optimizer.make(owned)
+  owned = block_mask(params, block)
+  tx = spec.optimizer.make(owned, spec.space.per_choice_mask(params))
   updates, opt_state = tx.update(grads, state['opt_state'], params)
   params = optax.apply_updates(params, updates)
   total = spec.optimizer.total_steps
@@ -313,9 +382,9 @@ def init_state(model, objective, space, optimizer: OptimizerSpec,
   and the step within the block."""
   arch = jnp.asarray(space.flatten(space.default_arch()))
   x = jnp.zeros((2, *image_shape), jnp.float32)
-  variables = model.init(key, x, arch, block=0, mode='train')
+  variables = grouping.init(model, key, x, arch, block=0, mode='train')
   params, stats = variables['params'], variables['batch_stats']
-  owned = block_mask(params, space, objective, 0)
+  owned = block_mask(params, 0)
   return {
       'params': params,
       'batch_stats': stats,
@@ -369,7 +438,7 @@ class Trainer:
   def start_block(self, state: State, block: int) -> State:
     """Fresh optimiser and step counter for a new block (learning-rate and
     EMA schedules restart); the extra state carries on as it is."""
-    owned = block_mask(state['params'], self.space, self.objective, block)
+    owned = block_mask(state['params'], block)
     state = dict(state)
     # Eager for the same reason as init_state (zeros, one kernel per shape).
     state['opt_state'] = jax.device_put(

@@ -14,7 +14,8 @@ def bootstrap_fields(config):
   """The objective fields shared by the bootstrapping methods."""
   m = config.model
   return dict(proj_hidden=m.proj_hidden, proj_dim=m.proj_dim,
-              pred_hidden=m.pred_hidden, ema_base=config.train.ema_base)
+              pred_hidden=m.pred_hidden, ema_base=config.train.ema_base,
+              predictor_bn=config.search.get('predictor_bn', 'recalibrate'))
 
 
 def blockwise_plan(name, objective, config, space) -> Method:

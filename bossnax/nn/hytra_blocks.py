@@ -21,6 +21,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from bossnax.nn.grouping import block_groups
 from bossnax.nn.switchable import SwitchableBatchNorm
 
 _conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -213,6 +214,20 @@ class Embed(nn.Module):
     return pick(self, table[stage], branches, slots)
 
 
+def _stem(scope, net, x, mode):
+  del scope  # modules created here land in block 0's group
+  if net.stem == 'imagenet':
+    x = conv(net.stem_width, 7, 2, name='stem_conv')(x)
+  elif net.stem == 'cifar':
+    x = conv(net.stem_width, 3, 1, name='stem_conv')(x)
+  else:
+    raise ValueError(f"hytra stem {net.stem!r}: use 'imagenet' or 'cifar'")
+  x = nn.relu(bn(net.stem_width, 'stem_bn')(x, 0, mode))
+  if net.stem == 'imagenet':
+    x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+  return x
+
+
 class HyTraNetwork(nn.Module):
   """Supernet (`fixed=None`) or standalone network (`fixed` = choice ids).
 
@@ -239,23 +254,14 @@ class HyTraNetwork(nn.Module):
   # time), so only layer inputs live across the backward: the switch for
   # large HyTra batches.
   remat: bool = False
+  # Variables under block{k} (False: the ungrouped layout `grouping.init`
+  # draws initial values in).
+  grouped: bool = True
 
   def _res(self, r0):
     """Static side length of every scale's slot."""
     res = [r0 // 2 ** s for s in range(3)]
     return res + [res[2] // self.last_stride]
-
-  def _stem(self, x, mode):
-    if self.stem == 'imagenet':
-      x = conv(self.stem_width, 7, 2, name='stem_conv')(x)
-    elif self.stem == 'cifar':
-      x = conv(self.stem_width, 3, 1, name='stem_conv')(x)
-    else:
-      raise ValueError(f"hytra stem {self.stem!r}: use 'imagenet' or 'cifar'")
-    x = nn.relu(bn(self.stem_width, 'stem_bn')(x, 0, mode))
-    if self.stem == 'imagenet':
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    return x
 
   def _scales(self, layer):
     if self.fixed is not None:
@@ -281,6 +287,8 @@ class HyTraNetwork(nn.Module):
       return 'frozen' if (not whole and mode == 'train' and k < block) \
           else mode
 
+    # Every variable lives under the block that owns it (nn/grouping.py).
+    group = block_groups(self, 4, self.grouped)
     slots, outs = {}, {}
     if start:  # x: block `block - 1`'s slots, a dict scale -> map
       slots = dict(x)
@@ -289,7 +297,7 @@ class HyTraNetwork(nn.Module):
       res = self._res(n * 2 ** s0 if s0 < 3 else n * 4 * self.last_stride)
       batch, h = slots[s0].shape[0], None
     else:
-      h = self._stem(x, layer_mode(0))
+      h = group[0](_stem, self, x, layer_mode(0))
       if h.shape[1] % 8 or h.shape[2] % 8:
         raise ValueError(f'hytra: the stem output {h.shape[1:3]} must be a '
                          'multiple of 8 (four scales)')
@@ -298,15 +306,15 @@ class HyTraNetwork(nn.Module):
     SiteCls = nn.remat(Site, static_argnums=(4, 5)) if (
         self.remat and self.fixed is None) else Site
     d = self.depth
-    for i in range(d * block if start else 0, d * (last + 1)):
-      k = i // d
-      new = {}
+    def run_layer(scope, i, h, slots):
+      del scope
+      k, new = i // d, {}
       for s in self._scales(i):
         b = self.bottlenecks[s]
         site = SiteCls(b, 4 * b, self.heads[s],
-                    up_stride=self.last_stride if s == 3 else 2,
-                    entry_stride=res[0] // res[s] if i == 0 else 0,
-                    name=f'layer{i}_s{s}')
+                       up_stride=self.last_stride if s == 3 else 2,
+                       entry_stride=res[0] // res[s] if i == 0 else 0,
+                       name=f'layer{i}_s{s}')
         same = h if i == 0 else slots.get(s)
         above = None if i == 0 or s == 0 else slots.get(s - 1)
         up = False if i == 0 else stage[i - 1] == s - 1
@@ -318,7 +326,11 @@ class HyTraNetwork(nn.Module):
           new[s] = site.run(kind, up, same, above, layer_mode(k))
         else:
           new[s] = site(code, same, above, layer_mode(k), shape)
-      slots = new
+      return new
+
+    for i in range(d * block if start else 0, d * (last + 1)):
+      k = i // d
+      slots = group[k](run_layer, i, h, slots)
       if i % d == d - 1:
         outs[k] = slots
         if not whole and k < block:
@@ -326,16 +338,18 @@ class HyTraNetwork(nn.Module):
 
     def embed(k, m):
       ratios = tuple((s, res[s] // res[3]) for s in self._scales(d * k + d - 1))
-      return Embed(self.embed_dim, ratios, name=f'embed{k}')(
-          outs[k], stage[d * k + d - 1], m)
+      return group[k](lambda scope: Embed(self.embed_dim, ratios,
+                                          name=f'embed{k}')(
+          outs[k], stage[d * k + d - 1], m))
 
-    classifier = nn.Dense(self.num_classes, name='classifier')
+    classify = lambda e: group[3](
+        lambda scope: nn.Dense(self.num_classes, name='classifier')(e))
     if init_all:  # every adapter and the classifier
       embeds = [embed(k, mode) for k in range(4)]
-      return embeds, classifier(embeds[-1])
+      return embeds, classify(embeds[-1])
     if output == 'features':
       return outs[block] if self.fixed is None else next(
           iter(outs[block].values()))
     if output == 'logits':
-      return classifier(embed(3, mode))
+      return classify(embed(3, mode))
     return embed(block, mode)

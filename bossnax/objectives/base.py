@@ -33,18 +33,15 @@ class Objective:
     as module(x, arch, block=k, mode=..., start=...); `module.prefix(x,
     arch, block=k, mode=...)` gives the finished blocks' output. It keeps
     the supernet as its attribute `backbone`, whose variables sit under
-    'backbone' (width groups narrow it, export cuts paths out of it)."""
+    'backbone' (width groups narrow it, export cuts paths out of it); the
+    heads of block k sit under a `block{k}` group (nn/grouping.py), which
+    is how the trainer knows who owns them."""
     raise NotImplementedError
 
   def init_extra(self, params, batch_stats) -> dict[str, Any]:
     """Extra state carried next to the trained variables (none here)."""
     del params, batch_stats
     return {}
-
-  def head_block(self, name: str) -> int:
-    """Which block owns the head module `name` (a top-level module of the
-    model that is not the backbone)."""
-    raise NotImplementedError
 
   # -- one train step ------------------------------------------------------------
   def targets(self, forward, extra, archs, views):
@@ -73,6 +70,11 @@ class Objective:
   def score_sides(self, state):
     """The (params, batch_stats) pairs the score reads: side i of `run`."""
     return ((state['params'], state['batch_stats']),)
+
+  def score_stats(self, stats):
+    """The batch statistics a path is scored with, from those calibration
+    left (any leading axes): unchanged here."""
+    return stats
 
   def score(self, run, weights):
     """Per-path loss summed over one batch of view pairs, [P]; lower is

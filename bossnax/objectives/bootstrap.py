@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bossnax.nn.grouping import block_groups, groups
 from bossnax.nn.switchable import SwitchableBatchNorm
 from bossnax.objectives.base import Objective
 
@@ -42,6 +43,7 @@ class Siamese(nn.Module):
   proj_hidden: int = 512
   proj_dim: int = 128
   pred_hidden: int = 512
+  grouped: bool = True  # False: the layout initial values are drawn in
 
   def prefix(self, x, arch, *, block: int, mode: str = 'frozen'):
     """Output of the finished blocks before `block` (no gradient): the same
@@ -52,19 +54,24 @@ class Siamese(nn.Module):
 
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):
-    proj = [MLP(self.proj_hidden, self.proj_dim, name=f'projector{b}')
-            for b in range(self.num_blocks)]
-    pred = [MLP(self.pred_hidden, self.proj_dim, name=f'predictor{b}')
-            for b in range(self.num_blocks)]
+    # The heads of block b live under heads/block{b} (nn/grouping.py).
+    def head(scope, b, e):
+      del scope
+      z = MLP(self.proj_hidden, self.proj_dim, name=f'projector{b}')(e, mode)
+      return z, MLP(self.pred_hidden, self.proj_dim,
+                    name=f'predictor{b}')(z, mode)
+
+    def heads(scope, embeds):
+      group = block_groups(scope, self.num_blocks, self.grouped)
+      return {b: group[b](head, b, e) for b, e in embeds.items()}
+
+    run_heads = groups(self, ['heads'], self.grouped)['heads']
     if self.is_initializing():  # create every block's heads
       embeds, _ = self.backbone(x, arch, mode=mode)
-      outs = [(proj[b](e, mode), pred[b](proj[b](e, mode), mode))
-              for b, e in enumerate(embeds)]
-      return outs[block]
+      return run_heads(heads, dict(enumerate(embeds)))[block]
     e = self.backbone(x, arch, block=block, mode=mode, output='embed',
                       start=start)
-    z = proj[block](e, mode)
-    return z, pred[block](z, mode)
+    return run_heads(heads, {block: e})[block]
 
 
 def normalize(x, eps=1e-12):
@@ -93,16 +100,18 @@ class Bootstrap(Objective):
   proj_dim: int = 256
   pred_hidden: int = 4096
   ema_base: float = 0.99
+  # The predictor's BN while scoring: 'recalibrate' (as every other BN) or
+  # 'reset' to mean 0 / variance 1, as the official metric is measured.
+  predictor_bn: str = 'recalibrate'
+
+  def __post_init__(self):
+    if self.predictor_bn not in ('recalibrate', 'reset'):
+      raise ValueError(f'search.predictor_bn={self.predictor_bn!r}: use '
+                       'recalibrate or reset')
 
   def model(self, backbone, num_blocks):
     return Siamese(backbone, num_blocks, self.proj_hidden, self.proj_dim,
                    self.pred_hidden)
-
-  def head_block(self, name):
-    for head in ('projector', 'predictor'):
-      if name.startswith(head) and name[len(head):].isdigit():
-        return int(name[len(head):])
-    raise ValueError(f'no block owns head {name!r}')
 
   def init_extra(self, params, batch_stats):
     # Online and target start equal but must not share buffers (the step
@@ -134,6 +143,21 @@ class Bootstrap(Objective):
 
   def step_metrics(self, step, total_steps):
     return {'tau': ema_momentum(step, total_steps, self.ema_base)}
+
+  def score_stats(self, stats):
+    if self.predictor_bn == 'recalibrate':
+      return stats
+
+    def reset(path, x):
+      names = [jax.tree_util.keystr((k,), simple=True) for k in path]
+      if names[0] == 'heads' and any(n.startswith('predictor')
+                                     for n in names):
+        if names[-1] == 'mean':
+          return jnp.zeros_like(x)
+        if names[-1] == 'var':
+          return jnp.ones_like(x)
+      return x
+    return jax.tree_util.tree_map_with_path(reset, stats)
 
   def score_sides(self, state):
     return ((state['params'], state['batch_stats']),

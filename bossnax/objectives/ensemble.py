@@ -35,6 +35,7 @@ class EnsembleBootstrap(Bootstrap):
   centre: str = 'normalized'  # search: centre of 'normalized' | 'raw' z
 
   def __post_init__(self):
+    super().__post_init__()
     if self.centre not in ('normalized', 'raw'):
       raise ValueError(f'search.centre={self.centre!r}: use normalized or '
                        'raw')

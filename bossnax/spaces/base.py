@@ -280,10 +280,11 @@ class SearchSpace:
     raise NotImplementedError(f'the {self.name} space cannot extract a '
                               "path's weights")
 
-  def param_block(self, path: tuple[str, ...]) -> int:
-    """Which block trains the supernet parameter at `path` (tuple of names
-    under 'params'): the trainer updates only the current block's."""
-    raise NotImplementedError
+  def per_choice_mask(self, params):
+    """True for the parameters that stack one weight per choice along axis
+    0 (the optimiser gives each row its own LARS trust ratio): none here."""
+    import jax
+    return jax.tree.map(lambda _: False, params)
 
   def default_arch(self) -> Arch:
     """A valid architecture used to initialise parameters: the last valid

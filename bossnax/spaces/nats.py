@@ -31,6 +31,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bossnax.nn.grouping import block_groups
+from bossnax.nn.init import check as check_init
+from bossnax.nn.init import conv_init, per_choice_init
 from bossnax.nn.switchable import SwitchableBatchNorm, channel_mask
 from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
 
@@ -40,14 +43,13 @@ BLOCK_SPLITS = {
     'cifar10': ((0, 1), (2, 3), (4,)),
     'cifar100': ((0, 1), (2,), (3, 4)),
 }
-_conv_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
-def _conv(features, kernel, stride, name):
+def _conv(features, kernel, stride, name, init):
   pad = (kernel - 1) // 2  # PyTorch-style symmetric padding
   return nn.Conv(features, (kernel, kernel), strides=stride,
                  padding=[(pad, pad), (pad, pad)], use_bias=False,
-                 kernel_init=_conv_init, name=name)
+                 kernel_init=conv_init(init), name=name)
 
 
 class _ConvBN(nn.Module):
@@ -57,12 +59,14 @@ class _ConvBN(nn.Module):
   kernel: int = 3
   stride: int = 1
   relu_first: bool = True
+  conv_init: str = 'he_fan_out'
 
   @nn.compact
   def __call__(self, x, w_index, mask, mode, active=None):
     if self.relu_first:
       x = nn.relu(x)
-    x = _conv(self.features, self.kernel, self.stride, 'conv')(x) * mask
+    x = _conv(self.features, self.kernel, self.stride, 'conv',
+              self.conv_init)(x) * mask
     return SwitchableBatchNorm(self.num_widths, self.features, name='bn')(
         x, w_index, mode, mask, active)
 
@@ -82,19 +86,24 @@ class _Cell(nn.Module):
 
   static_skip: the input and output widths are fixed (a standalone net), so
   the skip is decided at trace time (an identity between equal widths has no
-  weights)."""
+  weights). skip_relu: ReLU before the projection skip (the official BossNAS
+  supernet; NATS-Bench has none)."""
   features: int
   num_widths: int
   static_skip: bool = False
+  conv_init: str = 'he_fan_out'
+  skip_relu: bool = False
 
   @nn.compact
   def __call__(self, x, w_in, w_out, idx_out, mask, mode):
-    edge = lambda name: _ConvBN(self.features, self.num_widths, name=name)
+    edge = lambda name: _ConvBN(self.features, self.num_widths, name=name,
+                                conv_init=self.conv_init)
     n1 = edge('e01')(x, idx_out, mask, mode)
     n2 = edge('e02')(x, idx_out, mask, mode) + edge('e12')(
         n1, idx_out, mask, mode)
     skip_proj = lambda: _ConvBN(self.features, self.num_widths, kernel=1,
-                                relu_first=False, name='skip')
+                                relu_first=self.skip_relu, name='skip',
+                                conv_init=self.conv_init)
     if self.static_skip:
       skip = x if x.shape[-1] == self.features else skip_proj()(
           x, idx_out, mask, mode)
@@ -112,15 +121,18 @@ class _ResBlock(nn.Module):
   """ResNet basic block, stride 2: ReLUConvBN x2 + avgpool-conv1x1 shortcut."""
   features: int
   num_widths: int
+  conv_init: str = 'he_fan_out'
 
   @nn.compact
   def __call__(self, x, idx_out, mask, mode):
-    y = _ConvBN(self.features, self.num_widths, stride=2, name='conv_a')(
-        x, idx_out, mask, mode)
-    y = _ConvBN(self.features, self.num_widths, name='conv_b')(
-        y, idx_out, mask, mode)
+    y = _ConvBN(self.features, self.num_widths, stride=2, name='conv_a',
+                conv_init=self.conv_init)(x, idx_out, mask, mode)
+    y = _ConvBN(self.features, self.num_widths, name='conv_b',
+                conv_init=self.conv_init)(y, idx_out, mask, mode)
     s = nn.avg_pool(x, (2, 2), (2, 2))
-    s = _conv(self.features, 1, 1, 'shortcut')(s) * mask
+    # no batch norm after this conv: its init scale sets the shortcut's
+    # share of the output (space.conv_init, docs/architecture.md)
+    s = _conv(self.features, 1, 1, 'shortcut', self.conv_init)(s) * mask
     return y + s
 
 
@@ -145,6 +157,11 @@ class NATSNetwork(nn.Module):
   # pass. NATS blocks are one to three layers deep, too shallow to gain
   # (measured in docs/performance.md); the switch is for deep blocks.
   remat: bool = False
+  # Variables under block{k} (False: the ungrouped layout `grouping.init`
+  # draws initial values in).
+  grouped: bool = True
+  conv_init: str = 'he_fan_out'  # nn/init.py
+  skip_relu: bool = False  # ReLU before the cells' projection skip
 
   def _widths(self, arch):
     tables = [jnp.asarray(c, jnp.int32) for c in self.channel_choices]
@@ -182,61 +199,75 @@ class NATSNetwork(nn.Module):
     Cell = nn.remat(_Cell, static_argnums=(6,)) if self.remat else _Cell
     Res = nn.remat(_ResBlock, static_argnums=(4,)) if self.remat else _ResBlock
 
-    def run_layer(i, h):
+    def run_layer(scope, i, h):
+      del scope  # modules created here land in the layer's block group
       m = layer_mode(i)
       if i == 0:
-        h = _ConvBN(cmax[0], nw[0], relu_first=False, name='stem')(
-            h, arch[0], masks[0], m)
-        return Cell(cmax[0], nw[0], nw[0] == 1, name='cell0')(
+        h = _ConvBN(cmax[0], nw[0], relu_first=False, name='stem',
+                    conv_init=self.conv_init)(h, arch[0], masks[0], m)
+        return Cell(cmax[0], nw[0], nw[0] == 1, self.conv_init,
+                    self.skip_relu, name='cell0')(
             h, widths[0], widths[0], arch[0], masks[0], m)
       if i in (1, 3):
-        return Res(cmax[i], nw[i], name=f'res{i // 2}')(
+        return Res(cmax[i], nw[i], self.conv_init, name=f'res{i // 2}')(
             h, arch[i], masks[i], m)
-      return Cell(cmax[i], nw[i], nw[i] == nw[i - 1] == 1,
-                  name=f'cell{i // 2}')(
+      return Cell(cmax[i], nw[i], nw[i] == nw[i - 1] == 1, self.conv_init,
+                  self.skip_relu, name=f'cell{i // 2}')(
           h, widths[i - 1], widths[i], arch[i], masks[i], m)
 
+    # Every variable lives under the block that owns it (nn/grouping.py):
+    # its layers, its width adapter, and for the last block the classifier.
+    group = block_groups(self, len(self.block_layers), self.grouped)
     outs = {}
     h = x
     first = self.block_layers[block][0] if start and not init_all else 0
     for i in range(first, last + 1):
-      h = run_layer(i, h)
       b = layer_block[i]
+      h = group[b](run_layer, i, h)
       if i == self.block_layers[b][-1]:
         outs[b] = h
         if not init_all and output != 'logits' and b < block:
           h = jax.lax.stop_gradient(h)  # finished blocks stay fixed
 
+    # (module-level functions: a method of self would create its modules
+    # in self, not in the group)
+    embed = lambda b: group[b](_embed, self, outs[b], arch, b, mode)
+    classify = lambda h: group[layer_block[len(nw) - 1]](
+        _classify, self, h, arch, mode)
     if init_all:  # create every adapter and the classifier
-      embeds = [self._embed(outs[b], arch, b, mode)
-                for b in range(len(self.block_layers))]
-      return embeds, self._classify(h, arch, mode)
+      embeds = [embed(b) for b in range(len(self.block_layers))]
+      return embeds, classify(h)
     if output == 'features':
       return outs[block]
     if output == 'logits':
-      return self._classify(h, arch, mode)
-    return self._embed(outs[block], arch, block, mode)
+      return classify(h)
+    return embed(block)
 
-  def _embed(self, h, arch, b, mode):
-    """Per output width its own 1x1 conv + BN to a fixed width, then pool
-    (no ReLU, as in the official release)."""
-    i = self.block_layers[b][-1]
-    nw, cmax = len(self.channel_choices[i]), max(self.channel_choices[i])
-    kernel = self.param(f'adapter{b}_kernel', _conv_init,
-                        (nw, cmax, self.embed_dim))
-    y = jnp.einsum('bhwc,cd->bhwd', h, kernel[arch[i]].astype(h.dtype))
-    y = SwitchableBatchNorm(nw, self.embed_dim, name=f'adapter{b}_bn')(
-        y, arch[i], mode)
-    return y.mean((1, 2))
 
-  def _classify(self, h, arch, mode):
-    i = len(self.channel_choices) - 1
-    nw, cmax = len(self.channel_choices[i]), max(self.channel_choices[i])
-    mask = channel_mask(self._widths(arch)[i], cmax, h.dtype)
-    h = SwitchableBatchNorm(nw, cmax, name='lastact_bn')(h, arch[i], mode,
-                                                         mask)
-    h = nn.relu(h).mean((1, 2))
-    return nn.Dense(self.num_classes, name='classifier')(h)
+def _embed(scope, net, h, arch, b, mode):
+  """Per output width its own 1x1 conv + BN to a fixed width, then pool
+  (no ReLU, as in the official release)."""
+  i = net.block_layers[b][-1]
+  nw, cmax = len(net.channel_choices[i]), max(net.channel_choices[i])
+  # one 1x1 kernel per width, reading that width's channels
+  init = per_choice_init(net.conv_init, net.channel_choices[i])
+  kernel = scope.param(f'adapter{b}_kernel', init,
+                       (nw, cmax, net.embed_dim))
+  y = jnp.einsum('bhwc,cd->bhwd', h, kernel[arch[i]].astype(h.dtype))
+  y = SwitchableBatchNorm(nw, net.embed_dim, name=f'adapter{b}_bn')(
+      y, arch[i], mode)
+  return y.mean((1, 2))
+
+
+def _classify(scope, net, h, arch, mode):
+  del scope
+  i = len(net.channel_choices) - 1
+  nw, cmax = len(net.channel_choices[i]), max(net.channel_choices[i])
+  mask = channel_mask(net._widths(arch)[i], cmax, h.dtype)
+  h = SwitchableBatchNorm(nw, cmax, name='lastact_bn')(h, arch[i], mode,
+                                                       mask)
+  h = nn.relu(h).mean((1, 2))
+  return nn.Dense(net.num_classes, name='classifier')(h)
 
 
 # ---------------------------------------------------------------------------
@@ -280,7 +311,7 @@ class NATSSpace(SearchSpace):
   """The size search space: 5 layers of 8 widths in 3 blocks."""
 
   def __init__(self, block_split='cifar10', num_classes=10, embed_dim=256,
-               widths=WIDTHS):
+               widths=WIDTHS, conv_init='he_fan_out', skip_relu=False):
     if isinstance(block_split, str) and block_split[:1].isdigit():
       # '0,1|2,3|4': layers of each block, blocks separated by '|'
       block_split = tuple(tuple(int(l) for l in b.split(','))
@@ -295,6 +326,8 @@ class NATSSpace(SearchSpace):
       raise ValueError(f'nats block_split {block_split}: must cover layers '
                        '0..4 once, in order, e.g. 0,1|2,3|4')
     self.name = 'nats'
+    self.conv_init = check_init(conv_init)
+    self.skip_relu = bool(skip_relu)
     self.widths = tuple(widths)
     self.block_split = tuple(tuple(b) for b in block_split)
     self.num_classes = num_classes
@@ -337,18 +370,23 @@ class NATSSpace(SearchSpace):
     return NATSNetwork(channel_choices=(self.widths,) * 5,
                        block_layers=self.block_split,
                        embed_dim=embed_dim or self.embed_dim,
-                       num_classes=self.num_classes, remat=remat)
+                       num_classes=self.num_classes, remat=remat,
+                       conv_init=self.conv_init, skip_relu=self.skip_relu)
 
-  def param_block(self, path):
-    layer = _layer_of(path, self.block_split)
-    return next(b for b, ls in enumerate(self.block_split) if layer in ls)
+  def per_choice_mask(self, params):
+    """The width adapters: one [C, embed] kernel per width, stacked."""
+    def adapter(path, _):
+      name = jax.tree_util.keystr(path[-1:], simple=True)
+      return name.startswith('adapter') and name.endswith('_kernel')
+    return jax.tree_util.tree_map_with_path(adapter, params)
 
   def standalone(self, arch: Arch) -> tuple[NATSNetwork, np.ndarray]:
     """The plain network of one architecture and the arch vector it takes."""
     chans = self.channels(arch)
     net = NATSNetwork(channel_choices=tuple((c,) for c in chans),
                       block_layers=self.block_split, embed_dim=self.embed_dim,
-                      num_classes=self.num_classes)
+                      num_classes=self.num_classes, conv_init=self.conv_init,
+                      skip_relu=self.skip_relu)
     return net, np.zeros(5, np.int32)
 
   def slice_variables(self, variables, arch: Arch):
@@ -390,7 +428,8 @@ class NATSSpace(SearchSpace):
 
 
 def _layer_of(path, block_split):
-  """The layer (0..4) that owns a variable, from its module path."""
+  """The layer (0..4) that owns a variable, from its module path inside
+  its block group (what slicing needs: the widths of that layer)."""
   top = path[0]
   if top.startswith('adapter'):  # adapter{b}_...: owned by block b's end
     return block_split[int(top[len('adapter'):].split('_')[0])][-1]
@@ -432,7 +471,7 @@ def _slice_tree(tree, rows, chans, block_split):
     if isinstance(node, dict) or hasattr(node, 'items'):
       return {k: rec(v, path + (k,)) for k, v in node.items()}
     name = path[-1]
-    rest = path[1:]  # path[0] is the collection
+    rest = path[2:]  # path[0] is the collection, path[1] the block group
     i = layer_of(rest)
     r = rows[i]
     c = chans[i]
@@ -456,6 +495,8 @@ def _slice_tree(tree, rows, chans, block_split):
     prev = i - 1 if i else 0
     if single[i] and single[prev] and chans[i] == chans[prev]:
       for coll in out.values():
-        if cell in coll:
-          coll[cell] = {k: v for k, v in coll[cell].items() if k != 'skip'}
+        for group in coll.values():
+          if cell in group:
+            group[cell] = {k: v for k, v in group[cell].items()
+                           if k != 'skip'}
   return out

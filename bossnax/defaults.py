@@ -35,7 +35,7 @@ def search_config() -> ml_collections.ConfigDict:
   c.space.widths = (8, 16, 24, 32, 40, 48, 56, 64)  # NATS-Bench's
   # Conv init, bossnax/nn/init.py: 'torch' (PyTorch's default, as the
   # official supernet) | 'he_fan_out' (bossnax before 2026-12-02).
-  c.space.conv_init = 'he_fan_out'
+  c.space.conv_init = 'torch'
   # ReLU before the cells' 1x1 projection skip: False as NATS-Bench's
   # networks, True as the official BossNAS supernet (docs/architecture.md).
   c.space.skip_relu = False
@@ -76,7 +76,7 @@ def search_config() -> ml_collections.ConfigDict:
   c.train.lr_sum = 0.0
   # LARS: a trust ratio per width of the stacked width adapters, as the
   # official code's separate convs have (False: one for the whole stack).
-  c.train.lars_per_row = False
+  c.train.lars_per_row = True
   c.train.momentum = 0.9
   c.train.weight_decay = 1e-6
   c.train.eta = 0.001  # LARS trust coefficient

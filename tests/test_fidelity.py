@@ -65,13 +65,15 @@ def test_trust_ratio_per_row_equals_separate_tensors():
   rows = jax.random.normal(jax.random.key(0), (3, 4, 5)) * jnp.array(
       [0.1, 1.0, 10.0])[:, None, None]
   grads = jax.random.normal(jax.random.key(1), (3, 4, 5))
-  stacked = {'adapter0_kernel': rows, 'conv': {'kernel': rows[0] + 1}}
-  separate = {f'k{r}': rows[r] for r in range(3)}
-  separate['conv'] = {'kernel': rows[0] + 1}
-  g_st = {'adapter0_kernel': grads, 'conv': {'kernel': grads[0]}}
-  g_sep = {f'k{r}': grads[r] for r in range(3)}
-  g_sep['conv'] = {'kernel': grads[0]}
-  per_row = {'adapter0_kernel': True, 'conv': {'kernel': False}}
+  # a bias: outside LARS (optax.masked hands the per-row rule MaskedNodes)
+  conv = {'kernel': rows[0] + 1, 'bias': rows[1, 0]}
+  g_conv = {'kernel': grads[0], 'bias': grads[1, 0]}
+  stacked = {'adapter0_kernel': rows, 'conv': conv}
+  separate = {**{f'k{r}': rows[r] for r in range(3)}, 'conv': conv}
+  g_st = {'adapter0_kernel': grads, 'conv': g_conv}
+  g_sep = {**{f'k{r}': grads[r] for r in range(3)}, 'conv': g_conv}
+  per_row = {'adapter0_kernel': True,
+             'conv': {'kernel': False, 'bias': False}}
   tx = _lars(per_row, stacked)
   state = tx.init(stacked)
   tx2 = _lars(None, separate)
@@ -82,7 +84,7 @@ def test_trust_ratio_per_row_equals_separate_tensors():
     for r in range(3):
       np.testing.assert_allclose(u['adapter0_kernel'][r], u2[f'k{r}'],
                                  rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(u['conv']['kernel'], u2['conv']['kernel'])
+    jax.tree.map(np.testing.assert_allclose, u['conv'], u2['conv'])
   # without per-row ratios the stack shares one ratio: narrow rows move
   # relatively more than under separate tensors
   shared, _ = _lars(None, stacked).update(
@@ -184,3 +186,12 @@ def test_projection_skip_relu_switch():
   np.testing.assert_array_equal(out(plain, same), out(relu, same))
   differ = '16:24:32:40:40'  # cell 1 projects 24 -> 32
   assert float(jnp.abs(out(plain, differ) - out(relu, differ)).max()) > 1e-4
+
+
+def test_defaults_are_the_official_choices():
+  c = defaults.search_config()
+  assert c.space.conv_init == 'torch' and c.train.lars_per_row
+  assert NATSSpace().conv_init == 'torch'
+  assert OptimizerSpec().lars_per_row
+  # NATS-Bench's networks (the ground truth) have no ReLU on that skip
+  assert c.space.skip_relu is False and c.search.predictor_bn == 'recalibrate'

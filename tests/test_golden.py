@@ -1,7 +1,10 @@
-"""Nothing BossNAS computes changed in the engine reshape: the tiny preset's
-block score tables and scores.csv equal those stored in tests/golden/ by the
-code before it (commit d69851a, `python -m bossnax.main
---config=configs/nats_cifar10.py:tiny`)."""
+"""What BossNAS computes is pinned: the tiny preset's block score tables and
+scores.csv equal those in tests/golden/ (tests/golden/make_golden.py, with
+the defaults since the official conv init and per-width LARS trust ratios),
+and the old settings (`space.conv_init=he_fan_out`,
+`train.lars_per_row=False`) still give tests/golden/old_defaults/, written
+by the code before the engine reshape (commit d69851a, `python -m
+bossnax.main --config=configs/nats_cifar10.py:tiny`)."""
 
 import csv
 import json
@@ -10,15 +13,14 @@ import numpy as np
 import pytest
 
 from bossnax.run import write_results
-from conftest import ROOT
+from conftest import ROOT, run_search, tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('tiny_run')]
 GOLDEN = ROOT / 'tests' / 'golden'
 
 
-def test_tiny_run_reproduces_the_golden_tables_and_scores(tiny_run, tmp_path):
-  c, _, _, meta = tiny_run
-  golden = json.loads((GOLDEN / 'nats_tiny_run.json').read_text())
+def _check(c, meta, golden_dir, tmp_path):
+  golden = json.loads((golden_dir / 'nats_tiny_run.json').read_text())
   assert meta['pool'][0][0] == golden['pool'][0][0]
   for k, entries in golden['tables'].items():
     for want, got in zip(entries, meta['tables'][k], strict=True):
@@ -28,10 +30,28 @@ def test_tiny_run_reproduces_the_golden_tables_and_scores(tiny_run, tmp_path):
   write_results(c, _space(c), meta, str(tmp_path))
   read = lambda p: {r['arch']: float(r['score'])
                     for r in csv.DictReader(open(p))}
-  want, got = read(GOLDEN / 'nats_tiny_scores.csv'), read(
+  want, got = read(golden_dir / 'nats_tiny_scores.csv'), read(
       tmp_path / 'scores.csv')
   assert want.keys() == got.keys() and len(got) == 32
   assert max(abs(want[a] - got[a]) for a in want) <= 1e-5
+  return golden
+
+
+def test_tiny_run_reproduces_the_golden_tables_and_scores(tiny_run, tmp_path):
+  c, _, _, meta = tiny_run
+  golden = _check(c, meta, GOLDEN, tmp_path)
+  old = json.loads((GOLDEN / 'old_defaults' / 'nats_tiny_run.json')
+                   .read_text())
+  # the new defaults change what is computed
+  assert golden['tables']['0'][0]['losses'] != old['tables']['0'][0]['losses']
+
+
+def test_old_settings_reproduce_the_old_golden(tmp_path):
+  c = tiny_config()
+  c.space.conv_init = 'he_fan_out'
+  c.train.lars_per_row = False
+  _, meta = run_search(c, tmp_path / 'run')
+  _check(c, meta, GOLDEN / 'old_defaults', tmp_path)
 
 
 def _space(c):

@@ -84,8 +84,12 @@ def trust_ratio_per_row(per_row, trust_coefficient: float,
   def update(updates, state, params=None):
     if params is None:
       raise ValueError('trust_ratio_per_row needs the parameters')
-    rows = per_row if per_row is not None else jax.tree.map(
-        lambda _: False, params)
+    if per_row is None:
+      rows = jax.tree.map(lambda _: False, params)
+    else:  # under optax.masked, leaves masked out are MaskedNode()s
+      masked = lambda x: isinstance(x, optax.MaskedNode)
+      rows = jax.tree.map(lambda p, r: p if masked(p) else r, params,
+                          per_row, is_leaf=masked)
     return jax.tree.map(lambda u, p, r: jax.vmap(one)(u, p) if r else
                         one(u, p), updates, params, rows), state
   return optax.GradientTransformation(lambda _: optax.EmptyState(), update)
@@ -141,7 +145,7 @@ class OptimizerSpec:
   eta: float = 0.001  # LARS trust coefficient
   # LARS: one trust ratio per row of a tensor that stacks a weight per
   # choice (the space's `per_choice_mask`), as separate tensors would have.
-  lars_per_row: bool = False
+  lars_per_row: bool = True
 
   @classmethod
   def from_config(cls, tcfg, steps_per_epoch: int):
@@ -153,7 +157,7 @@ class OptimizerSpec:
                warmup_steps=warmup, total_steps=total,
                momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
                eta=tcfg.eta,
-               lars_per_row=bool(tcfg.get('lars_per_row', False)))
+               lars_per_row=bool(tcfg.get('lars_per_row', True)))
 
   def lr_sum(self) -> float:
     """Sum of the learning rates over a block's steps."""

@@ -59,7 +59,7 @@ class _ConvBN(nn.Module):
   kernel: int = 3
   stride: int = 1
   relu_first: bool = True
-  conv_init: str = 'he_fan_out'
+  conv_init: str = 'torch'
 
   @nn.compact
   def __call__(self, x, w_index, mask, mode, active=None):
@@ -91,7 +91,7 @@ class _Cell(nn.Module):
   features: int
   num_widths: int
   static_skip: bool = False
-  conv_init: str = 'he_fan_out'
+  conv_init: str = 'torch'
   skip_relu: bool = False
 
   @nn.compact
@@ -121,7 +121,7 @@ class _ResBlock(nn.Module):
   """ResNet basic block, stride 2: ReLUConvBN x2 + avgpool-conv1x1 shortcut."""
   features: int
   num_widths: int
-  conv_init: str = 'he_fan_out'
+  conv_init: str = 'torch'
 
   @nn.compact
   def __call__(self, x, idx_out, mask, mode):
@@ -160,7 +160,7 @@ class NATSNetwork(nn.Module):
   # Variables under block{k} (False: the ungrouped layout `grouping.init`
   # draws initial values in).
   grouped: bool = True
-  conv_init: str = 'he_fan_out'  # nn/init.py
+  conv_init: str = 'torch'  # nn/init.py
   skip_relu: bool = False  # ReLU before the cells' projection skip
 
   def _widths(self, arch):
@@ -311,7 +311,7 @@ class NATSSpace(SearchSpace):
   """The size search space: 5 layers of 8 widths in 3 blocks."""
 
   def __init__(self, block_split='cifar10', num_classes=10, embed_dim=256,
-               widths=WIDTHS, conv_init='he_fan_out', skip_relu=False):
+               widths=WIDTHS, conv_init='torch', skip_relu=False):
     if isinstance(block_split, str) and block_split[:1].isdigit():
       # '0,1|2,3|4': layers of each block, blocks separated by '|'
       block_split = tuple(tuple(int(l) for l in b.split(','))

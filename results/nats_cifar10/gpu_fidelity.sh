@@ -21,15 +21,18 @@
 #   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 #   PYTHONPATH=/tmp/site OUT=$OUT bash results/nats_cifar10/gpu_fidelity.sh .gpu
 #
-# CPU check of the whole script in a few minutes (tiny budget and networks,
-# float32; its numbers mean nothing):
+# CPU check of the whole script (tiny budget and networks at 16x16, float32;
+# its numbers mean nothing). On the 2-core CPU on 2026-12-02 with
+# BUDGET_S=500 it took 8 min 21 s (main 310 s, mostly compiling and scoring
+# the 64 + 64 + 8 paths; two re-scorings, the third skipped for time);
+# TINY=1 gives it 1500 s for all three:
 #   TINY=1 bash results/nats_cifar10/gpu_fidelity.sh "" /tmp/gpu_fidelity
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 export CONFIG=${CONFIG:-configs/nats_cifar10.py:real_budget}
 export VARIANTS=${VARIANTS:-"predictor_bn=reset;view_pairs=4;predictor_bn=reset --config.search.view_pairs=4"}
-export BUDGET_S=${BUDGET_S:-500}
 if [ -n "${TINY:-}" ]; then
+  export BUDGET_S=${BUDGET_S:-1500}
   EXTRA="--config.dtype=float32 --config.data.train_images=128
     --config.data.image_size=16 --config.train.batch_size=32
     --config.train.epochs_per_block=1 --config.train.paths_per_step=2
@@ -40,4 +43,5 @@ if [ -n "${TINY:-}" ]; then
     --config.search.path_chunk=64 ${EXTRA:-}"
   export EXTRA
 fi
+export BUDGET_S=${BUDGET_S:-500}
 exec bash "$HERE/reproduce.sh" "$@"

@@ -34,4 +34,4 @@ for v in "${VARS[@]}"; do
   pack
 done
 echo "total wall time: $(( $(date +%s) - start )) s" | tee -a "$OUT/rescore.log"
-grep -h -E "^(best architecture|ranking |scores |params |flops |log_channels )|^==|largest|wall time" "$OUT/main.log" "$OUT/rescore.log"
+grep -h -E "^(best architecture|ranking |scores |params |flops |log_channels |per layer)|^==|largest|wall time" "$OUT/main.log" "$OUT/rescore.log"

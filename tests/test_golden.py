@@ -15,7 +15,7 @@ import pytest
 from bossnax.run import write_results
 from conftest import ROOT, run_search, tiny_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('tiny_run')]
+pytestmark = pytest.mark.slow
 GOLDEN = ROOT / 'tests' / 'golden'
 
 
@@ -37,6 +37,7 @@ def _check(c, meta, golden_dir, tmp_path):
   return golden
 
 
+@pytest.mark.xdist_group('tiny_run')
 def test_tiny_run_reproduces_the_golden_tables_and_scores(tiny_run, tmp_path):
   c, _, _, meta = tiny_run
   golden = _check(c, meta, GOLDEN, tmp_path)
@@ -47,6 +48,7 @@ def test_tiny_run_reproduces_the_golden_tables_and_scores(tiny_run, tmp_path):
 
 
 def test_old_settings_reproduce_the_old_golden(tmp_path):
+  # its own run: not in the tiny_run group, so the other worker takes it
   c = tiny_config()
   c.space.conv_init = 'he_fan_out'
   c.train.lars_per_row = False

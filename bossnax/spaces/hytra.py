@@ -303,15 +303,3 @@ class HyTraSpace(SearchSpace):
     shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, flat))
     return take_like(variables, shapes)
 
-  def param_block(self, path):
-    top = path[0]
-    if top.startswith('stem'):  # stem and entry module: block 0
-      return 0
-    if top.startswith('layer'):
-      return int(top[len('layer'):].split('_')[0]) // self.depth
-    if top.startswith('embed'):
-      return int(top[len('embed'):])
-    if top == 'classifier':
-      return self.num_blocks - 1
-    raise ValueError(f'no HyTra block owns variable {"/".join(path)}')
-

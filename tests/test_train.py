@@ -111,6 +111,18 @@ def test_step_trains_only_the_current_block(tr):
     assert any(jax.tree.leaves(changed)), name
 
 
+def test_a_block_compiles_its_step_once(tr):
+  # A fresh block's state must enter the step with the shardings the step
+  # gives back; otherwise its second step compiles the program again.
+  state = tr.start_block(tr.init_state(0), 2)
+  step, key = tr.step_fn(2), jax.random.key(0)
+  prefix = np.array([1, 0, 1, 0, 0])
+  state, _ = step(state, batch(tr, seed=0), key, sample_archs(tr, 2, 0, prefix))
+  compiled = step._cache_size()
+  step(state, batch(tr, seed=1), key, sample_archs(tr, 2, 1, prefix))
+  assert step._cache_size() == compiled
+
+
 def _loss_and_grads(t, block, prefix, archs=None):
   """Loss and gradients of the step's objective for one fixed batch: the
   equivalence tests below compare these, not whole steps."""

@@ -445,10 +445,12 @@ class Trainer:
     owned = block_mask(state['params'], block)
     state = dict(state)
     # Eager for the same reason as init_state (zeros, one kernel per shape).
-    state['opt_state'] = jax.device_put(
-        self.optimizer.make(owned).init(state['params']),
-        parallel.replicated(self.mesh))
-    state['step'] = jnp.zeros((), jnp.int32)
+    # The step counter too goes onto the mesh: a single-device counter is a
+    # different input sharding from the step's output, and costs a second
+    # compilation of every block's step.
+    fresh = {'opt_state': self.optimizer.make(owned).init(state['params']),
+             'step': jnp.zeros((), jnp.int32)}
+    state.update(jax.device_put(fresh, parallel.replicated(self.mesh)))
     return state
 
   def step_fn(self, block: int):

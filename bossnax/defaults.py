@@ -18,6 +18,34 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def data_config() -> ml_collections.ConfigDict:
+  """The data keys of every run (bossnax/data/sources.py; README "Data")."""
+  d = ml_collections.ConfigDict()
+  # 'embedded' | 'npz' | 'archive' | 'folder' | 'tfds' | 'synthetic' (noise)
+  d.source = 'embedded'
+  d.name = 'cifar10'  # cifar10 | cifar100 | imagenet2012 (tfds, synthetic)
+  d.path = ''  # npz file, CIFAR archive or image folder
+  d.data_dir = ''  # tfds: where prepared datasets live ('' = tfds's default)
+  d.manual_dir = ''  # tfds: archives you downloaded yourself
+  d.download = True  # tfds: download and prepare when not prepared
+  d.train_split = 'train'  # tfds split names
+  d.test_split = 'test'
+  d.labels = 'fine'  # CIFAR-100: 'fine' (100 classes) | 'coarse' (20)
+  d.image_size = 32  # square side fed to the net (resized on host)
+  d.train_images = 0  # use the first N training images, 0 = all
+  # The search's validation images (at most one of the three; none: the
+  # test split): NATS-Bench's split, N per class or a fraction held out of
+  # the training set (data/splits.py).
+  d.nats_split = False
+  d.holdout_per_class = 0
+  d.holdout_fraction = 0.0
+  # Folder / tfds ImageNet host crop of training images: 'resize' (views
+  # from device augmentations) | 'rrc' (random resized crop on the host)
+  d.train_crop = 'resize'
+  d.workers = 0  # grain worker processes decoding batches (folder, tfds)
+  return d
+
+
 def search_config() -> ml_collections.ConfigDict:
   """Every key of a search run (one schema for all spaces and datasets),
   with the NATS-Bench CIFAR-10 paper defaults."""
@@ -46,16 +74,7 @@ def search_config() -> ml_collections.ConfigDict:
   c.model.proj_dim = 256
   c.model.pred_hidden = 4096
 
-  c.data = ml_collections.ConfigDict()
-  c.data.source = 'embedded'  # 'embedded' | 'npz' | 'tfds' | 'synthetic' (noise, timing)
-  c.data.name = 'cifar10'
-  c.data.data_dir = ''
-  c.data.path = ''
-  c.data.image_size = 32  # square side fed to the net (resized on host)
-  c.data.train_split = 'train'
-  c.data.test_split = 'test'
-  c.data.download = True
-  c.data.train_images = 0  # use the first N training images, 0 = all
+  c.data = data_config()
 
   c.augment = ml_collections.ConfigDict()
   c.augment.ops = 'crop_flip'  # official NATS views; BYOL: 'rrc,flip,color,gray,blur,solarize'

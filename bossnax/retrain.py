@@ -265,7 +265,7 @@ class Retrain:
       if b % ndev:
         raise ValueError(f'{name}={b} does not split over {ndev} devices: '
                          'use a multiple of the device count')
-    self.source = make_source(c.data)
+    self.source = make_source(c.data, seed=c.seed)
     if self.source.num_classes > self.space.num_classes:
       raise ValueError(f'{self.source.name} has {self.source.num_classes} '
                        f'classes but space.num_classes='
@@ -273,7 +273,8 @@ class Retrain:
                        f'--config.space.num_classes={self.source.num_classes}')
     self.batches = Batches(self.source, 'train', t.batch_size, seed=c.seed,
                            process_index=jax.process_index(),
-                           process_count=jax.process_count())
+                           process_count=jax.process_count(),
+                           workers=c.data.workers)
     self.steps_per_epoch = self.batches.steps_per_epoch
     self.total_steps = max(1, int(t.epochs * self.steps_per_epoch))
     self.spec = RetrainSpec(
@@ -431,6 +432,7 @@ class Retrain:
       writer.write(S, final, epoch=S / spe)
       ckpt.wait()
     finally:
+      self.batches.close()
       ckpt.close()
       writer.close()
     flops, params = self.space.flops_params(self.arch,

@@ -26,7 +26,7 @@ from bossnax import parallel
 from bossnax.checkpoint import Checkpointer
 from bossnax.data.fixed import padded_indices, process_share
 from bossnax.data.pipeline import Batches
-from bossnax.data.sources import make_source
+from bossnax.data.sources import make_source, validation_split
 from bossnax.engine.errors import out_of_memory_names
 from bossnax.engine.evaluator import Evaluator
 from bossnax.engine.loop import train_steps
@@ -51,12 +51,13 @@ class Run:
     self.method = build_method(config, self.space)
     self.searcher = self.method.searcher
     self.mesh = parallel.make_mesh(config.num_devices)
-    self.source = make_source(config.data)
+    self.source = make_source(config.data, seed=config.seed)
     t = config.train
     self.batches = Batches(self.source, 'train', t.batch_size * t.accum_steps,
                            seed=config.seed,
                            process_index=jax.process_index(),
-                           process_count=jax.process_count())
+                           process_count=jax.process_count(),
+                           workers=config.data.workers)
     self.trainer = Trainer(config, self.space, self.method.objective,
                            self.mesh, self.batches.steps_per_epoch,
                            self.source.image_shape)
@@ -71,10 +72,11 @@ class Run:
     """(validation images, their weights, calibration images): this
     process's share, the validation set padded to whole batches."""
     s = self.config.search
-    n_val = self.source.num_examples('test')
+    split = validation_split(self.source)
+    n_val = self.source.num_examples(split)
     n = min(n_val, s.num_images) if s.num_images else n_val
     idx, weights = padded_indices(n, s.batch_size)
-    val, _ = self.source.get('test', process_share(idx, s.batch_size))
+    val, _ = self.source.get(split, process_share(idx, s.batch_size))
     calib, _ = self.source.get('train', process_share(
         np.arange(s.calib_batch), s.calib_batch))
     return val, process_share(weights, s.batch_size), calib
@@ -192,6 +194,7 @@ class Run:
     return self.searcher.ranking(meta)
 
   def close(self):
+    self.batches.close()
     self.ckpt.close()
     if self.writer is not None:
       self.writer.close()

@@ -36,16 +36,11 @@ def get_config(preset: str = ''):
   c.space.name = 'hytra'
   c.space.num_classes = 1000
 
-  c.data = ml_collections.ConfigDict()
-  c.data.source = 'tfds'  # 'embedded' | 'npz' | 'tfds'
+  c.data = defaults.data_config()
+  c.data.source = 'tfds'
   c.data.name = 'imagenet2012'
-  c.data.data_dir = ''
-  c.data.path = ''
-  c.data.image_size = 224  # square side fed to the net (resized on host)
-  c.data.train_split = 'train'
+  c.data.image_size = 224
   c.data.test_split = 'validation'
-  c.data.download = True
-  c.data.train_images = 0  # use the first N training images, 0 = all
 
   c.augment = ml_collections.ConfigDict()
   c.augment.ops = 'rrc,flip'  # ops of bossnax/data/augment.py, in order

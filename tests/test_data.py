@@ -62,8 +62,8 @@ def test_tfds_offline_error_says_where_to_put_the_data(tmp_path):
   with pytest.raises(ValueError) as e:
     make_source(_cfg(source='tfds', data_dir=str(tmp_path), download=False))
   msg = str(e.value)
-  assert '\n' not in msg and 'download_and_prepare' in msg
-  assert 'source=npz' in msg
+  assert '\n' not in msg and 'data.manual_dir' in msg
+  assert 'source=archive' in msg
 
 
 def test_batches_are_deterministic_and_tile_over_processes():

@@ -1,6 +1,11 @@
 """Deterministic per-host batches: the order is a pure function of
 (seed, epoch), so any step can be produced again (resume without iterator
-state), and each process takes its contiguous slice of the global batch."""
+state), and each process takes its contiguous slice of the global batch.
+
+Sources that decode on the host (folders, tfds ImageNet) load their batches
+in `workers` grain worker processes, each making whole batches, read ahead
+in step order; the batch of a step is the same with any number of workers
+(random host crops depend on the step, not on the worker)."""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import numpy as np
 class Batches:
 
   def __init__(self, source, split, global_batch, seed, process_index=0,
-               process_count=1):
+               process_count=1, workers=0):
     n = source.num_examples(split)
     if global_batch % process_count:
       raise ValueError(f'batch {global_batch} does not split over '
@@ -26,6 +31,8 @@ class Batches:
     self.offset = process_index * self.per_process
     self.steps_per_epoch = n // global_batch  # the remainder is dropped
     self._perm = (None, None)
+    self.workers = workers
+    self._stream = None  # (next step, iterator) of the grain workers
 
   def indices(self, step):
     epoch, i = divmod(step, self.steps_per_epoch)
@@ -36,9 +43,43 @@ class Batches:
     start = i * self.global_batch + self.offset
     return self._perm[1][start:start + self.per_process]
 
-  def get_batch(self, step):
-    x, y = self.source.get(self.split, self.indices(step))
+  def load(self, step):
+    """The batch of `step`, made here."""
+    x, y = self.source.get(self.split, self.indices(step), draw=step)
     return {'image': x, 'label': y}
+
+  def get_batch(self, step):
+    if not self.workers:
+      return self.load(step)
+    if self._stream is None or self._stream[0] != step:
+      self.close()
+      self._stream = (step, iter(self._grain_stream(step)))
+    batch = next(self._stream[1])
+    self._stream = (step + 1, self._stream[1])
+    return batch
+
+  def _grain_stream(self, start):
+    import grain
+    from absl import flags
+    if not flags.FLAGS.is_parsed():  # grain reads its absl flags' defaults
+      flags.FLAGS.mark_as_parsed()  # (parsed already under absl.app)
+    # One element per step from `start` on (lazily: the workers only run
+    # ahead by their buffers); each worker makes whole batches.
+    steps = grain.MapDataset.range(start, start + 10**12).map(self.load)
+    return steps.to_iter_dataset(grain.ReadOptions(num_threads=0)).mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=self.workers,
+                                     per_worker_buffer_size=2))
+
+  def close(self):
+    """Stop the worker processes (they start again on the next batch)."""
+    if self._stream is not None:
+      getattr(self._stream[1], 'close', lambda: None)()
+      self._stream = None
+
+  def __getstate__(self):  # what a worker process receives
+    state = dict(self.__dict__)
+    state['_stream'] = None
+    return state
 
 
 def prefetch(load, steps, size=2):

@@ -1,14 +1,22 @@
 """Random-access image sources with one interface.
 
-  source.num_examples(split) -> int          split: 'train' | 'test'
-  source.get(split, indices) -> (uint8 NHWC images, int32 labels)
+  source.num_examples(split) -> int          split: 'train' | 'val' | 'test'
+  source.get(split, indices, draw=None) -> (uint8 NHWC images, int32 labels)
 
-'embedded' is a real CIFAR-10 subset shipped in the package (no download);
-'npz' reads arrays x_train, y_train, x_test, y_test; 'tfds' reads a prepared
-TensorFlow-Datasets dataset through `tfds.data_source` (random access, no
-TensorFlow needed). 'synthetic' is uniform noise of the dataset's size (CIFAR:
-50,000 train / 10,000 test): it times a run at full scale where the real
-data cannot be had; its rankings mean nothing.
+`draw` (the training step) seeds random host crops; sources without any
+ignore it. 'val', the search's validation images, exists when a holdout or
+the NATS-Bench split is configured (data/splits.py); otherwise the search
+validates on 'test'.
+
+  embedded   a real CIFAR-10 subset shipped in the package (no download)
+  npz        arrays x_train, y_train, x_test, y_test
+  archive    an official CIFAR archive as downloaded (data/archives.py)
+  folder     DIR/train/<class>/*.JPEG + DIR/val/<class>/*.JPEG (data/folder.py)
+  tfds       a TensorFlow-Datasets dataset (prepared on first use; reading it
+             needs no TensorFlow, preparing does: requirements-tfds.txt)
+  synthetic  uniform noise of the dataset's size (CIFAR: 50,000 train /
+             10,000 test): times a run at full scale where the real data
+             cannot be had; its rankings mean nothing
 """
 
 from __future__ import annotations
@@ -38,9 +46,12 @@ class ArraySource:
   def num_examples(self, split):
     return len(self._splits[split][0])
 
-  def get(self, split, indices):
+  def get(self, split, indices, draw=None):
     x, y = self._splits[split]
     return x[indices], y[indices].astype(np.int32)
+
+  def labels(self, split):
+    return self._splits[split][1].astype(np.int32)
 
 
 def _check_arrays(arrays, where):
@@ -74,75 +85,100 @@ def _from_npz(path, name, num_classes):
   return ArraySource(name, *(arrays[k] for k in _KEYS), num_classes)
 
 
+TFDS_EXTRA = ('preparing a tfds dataset needs TensorFlow: pip install -r '
+              'requirements-tfds.txt')
+
+
 def _from_tfds(cfg):
-  import tensorflow_datasets as tfds  # heavy import, only when asked for
+  try:
+    import tensorflow_datasets as tfds  # heavy import, only when asked for
+  except ImportError as e:
+    raise ValueError(f'--config.data.source=tfds needs tensorflow-datasets '
+                     f'({e}): pip install -r requirements.txt') from None
   data_dir = cfg.data_dir or None
+  manual_dir = cfg.get('manual_dir', '') or None
   name = cfg.name
-  hint = (f'{name} is not prepared in {data_dir or "~/tensorflow_datasets"}: '
-          'on a machine with internet run `python -c "import '
-          f"tensorflow_datasets as tfds; tfds.builder('{name}'"
-          + (f", data_dir='{data_dir}'" if data_dir else '') +
-          ").download_and_prepare(file_format='array_record')\"` "
-          'and copy the folder here, or use --config.data.source=npz '
-          '--config.data.path=FILE.npz')
+  where = data_dir or '~/tensorflow_datasets'
+  hint = (f'{name} is not prepared in {where}: with internet it is '
+          'downloaded and prepared on first use (data.download=True, '
+          f'{TFDS_EXTRA}); offline, put the archive tfds downloads '
+          f'(cifar-10-binary.tar.gz, ...) in --config.data.manual_dir, or '
+          'use --config.data.source=archive --config.data.path=ARCHIVE')
   if name == 'imagenet2012':
     hint = ('imagenet2012 needs your own archives: put ILSVRC2012_img_train.tar'
-            ' and ILSVRC2012_img_val.tar in '
-            f'{data_dir or "~/tensorflow_datasets"}/downloads/manual/ and '
-            'prepare it with file_format=array_record')
+            ' and ILSVRC2012_img_val.tar in --config.data.manual_dir (default '
+            f'{where}/downloads/manual/; {TFDS_EXTRA}), or use '
+            '--config.data.source=folder --config.data.path=DIR')
   try:
     builder = tfds.builder(name, data_dir=data_dir,
                            file_format='array_record')
     if not builder.is_prepared():
-      if not cfg.get('download', True) or name == 'imagenet2012':
+      if not cfg.get('download', True) and not manual_dir:
         raise FileNotFoundError(hint)
-      builder.download_and_prepare()
+      log.info('data: tfds prepares %s in %s (once)', name, where)
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     splits = {s: builder.as_data_source(split=getattr(cfg, f'{s}_split'))
               for s in ('train', 'test')}
   except FileNotFoundError:
     raise ValueError(hint) from None
   except Exception as e:  # no network, broken download, missing archives
     first = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+    if "No module named 'tensorflow'" in first:
+      raise ValueError(f'{name}: {TFDS_EXTRA} (reading a prepared dataset '
+                       'does not)') from None
     raise ValueError(f'{hint} ({first[:200]})') from None
   num_classes = NUM_CLASSES.get(name) or builder.info.features[
       'label'].num_classes
   if name == 'imagenet2012':
-    return TfdsSource(name, splits, num_classes, cfg.image_size)
+    return TfdsSource(name, splits, num_classes, cfg.image_size,
+                      cfg.get('train_crop', 'resize'), cfg.get('seed', 0))
   arrays = {}
   for s, src in splits.items():
     items = [src[i] for i in range(len(src))]
-    arrays[f'x_{s}'] = np.stack([it['image'] for it in items]).astype(np.uint8)
-    arrays[f'y_{s}'] = np.array([it['label'] for it in items], np.int32)
+    # tfds stores the examples shuffled; their ids ('train_00042') give the
+    # archive's order back, which NATS-Bench's splits index.
+    order = np.argsort([it['id'] for it in items]) if 'id' in items[0] else (
+        np.arange(len(items)))
+    arrays[f'x_{s}'] = np.stack([items[i]['image'] for i in order]).astype(
+        np.uint8)
+    arrays[f'y_{s}'] = np.array([items[i]['label'] for i in order], np.int32)
   return ArraySource(name, *(arrays[k] for k in _KEYS), num_classes)
 
 
 class TfdsSource:
-  """Lazy source for datasets too big for memory: decodes on request and
-  resizes (shorter side) + centre-crops to a fixed square on the host, so
-  batches have static shapes; augmentation happens on device."""
+  """Lazy source for datasets too big for memory (tfds imagenet2012):
+  decodes on request and crops to a fixed square on the host as the folder
+  source does (data/folder.py: train_crop for training, the centre crop
+  for the test split), so batches have static shapes."""
 
-  def __init__(self, name, splits, num_classes, image_size):
+  def __init__(self, name, splits, num_classes, image_size,
+               train_crop='resize', seed=0):
+    from bossnax.data.folder import CROPS
+    if train_crop not in CROPS:
+      raise ValueError(f'data.train_crop={train_crop!r}: use one of {CROPS}')
     self.name = name
     self.num_classes = num_classes
     self._splits = splits
     self.image_shape = (image_size, image_size, 3)
+    self.train_crop, self.seed = train_crop, seed
 
   def num_examples(self, split):
     return len(self._splits[split])
 
-  def _fit(self, image):
+  def _fit(self, split, index, image, draw):
     from PIL import Image
-    size = self.image_shape[0]
+    from bossnax.data.folder import fit
     img = Image.fromarray(np.asarray(image))
-    scale = size / min(img.size)
-    img = img.resize((max(size, round(img.size[0] * scale)),
-                      max(size, round(img.size[1] * scale))), Image.BILINEAR)
-    left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    if split != 'train':
+      return fit(img, self.image_shape[0], 'centre')
+    rng = np.random.default_rng([self.seed, int(draw or 0), int(index)])
+    return fit(img, self.image_shape[0], self.train_crop, rng)
 
-  def get(self, split, indices):
+  def get(self, split, indices, draw=None):
     items = [self._splits[split][int(i)] for i in indices]
-    x = np.stack([self._fit(it['image']) for it in items]).astype(np.uint8)
+    x = np.stack([self._fit(split, i, it['image'], draw)
+                  for i, it in zip(indices, items)]).astype(np.uint8)
     return x, np.array([it['label'] for it in items], np.int32)
 
 
@@ -179,7 +215,10 @@ class SyntheticSource:
   def num_examples(self, split):
     return self._sizes[split]
 
-  def get(self, split, indices):
+  def labels(self, split):
+    return (np.arange(self._sizes[split]) % self.num_classes).astype(np.int32)
+
+  def get(self, split, indices, draw=None):
     indices = np.asarray(indices)
     first = int(indices[0]) if len(indices) else 0
     rng = np.random.default_rng([split == 'train', first, len(indices)])
@@ -202,24 +241,65 @@ def _synthetic(cfg):
                          NUM_CLASSES[cfg.name])
 
 
-def make_source(cfg):
-  """The source named by `cfg.source` ('embedded' | 'npz' | 'tfds' |
-  'synthetic')."""
+SOURCES = ('embedded', 'npz', 'archive', 'folder', 'tfds', 'synthetic')
+
+
+def _from_archive(cfg):
+  from bossnax.data.archives import read_cifar
+  arrays = read_cifar(cfg.path, cfg.get('labels', 'fine'))
+  dataset = arrays.pop('dataset')
+  if dataset != cfg.name:
+    raise ValueError(f'{cfg.path} is {dataset}, but data.name={cfg.name!r}: '
+                     f'pass --config.data.name={dataset} (and the matching '
+                     'config, e.g. configs/nats_cifar100.py)')
+  classes = 20 if dataset == 'cifar100' and cfg.get('labels') == 'coarse' \
+      else NUM_CLASSES[dataset]
+  return ArraySource(os.path.basename(cfg.path), *(arrays[k] for k in _KEYS),
+                     classes)
+
+
+def _with_validation(src, cfg, seed):
+  """`src` with the search's 'val' split, when one is configured."""
+  from bossnax.data import splits
+  nats = cfg.get('nats_split', False)
+  per_class = cfg.get('holdout_per_class', 0)
+  fraction = cfg.get('holdout_fraction', 0.0)
+  if sum(map(bool, (nats, per_class, fraction))) > 1:
+    raise ValueError('set one of data.nats_split, data.holdout_per_class and '
+                     'data.holdout_fraction')
+  if nats:
+    return splits.nats_split(src, cfg.name)
+  if per_class or fraction:
+    return splits.holdout(src, per_class, fraction, seed)
+  return src
+
+
+def make_source(cfg, seed=0):
+  """The source named by `cfg.source` (one of SOURCES), with the search's
+  validation split when one is configured."""
   kind = cfg.source
   if kind == 'embedded':
     src = _from_npz(EMBEDDED, 'cifar10-embedded', 10)
     log.info('data: the embedded real CIFAR-10 subset (%d train / %d test '
-                 'images); --config.data.source=tfds gives the full dataset',
-                 src.num_examples('train'), src.num_examples('test'))
+             'images); README "Data" gives the full datasets',
+             src.num_examples('train'), src.num_examples('test'))
   elif kind == 'npz':
     src = _from_npz(cfg.path, os.path.basename(cfg.path), None)
+  elif kind == 'archive':
+    src = _from_archive(cfg)
+  elif kind == 'folder':
+    from bossnax.data.folder import FolderSource
+    if not cfg.path:
+      raise ValueError('data.source=folder needs --config.data.path=DIR')
+    src = FolderSource(cfg.path, cfg.image_size, cfg.get('train_crop',
+                                                         'resize'), seed)
   elif kind == 'tfds':
     src = _from_tfds(cfg)
   elif kind == 'synthetic':
     src = _synthetic(cfg)
   else:
-    raise ValueError(f"unknown data.source {kind!r}: use 'embedded', 'npz', "
-                     "'tfds' or 'synthetic'")
+    raise ValueError(f'unknown data.source {kind!r}: use one of '
+                     f'{", ".join(SOURCES)}')
   n = cfg.get('train_images', 0)
   if n and isinstance(src, ArraySource) and n < src.num_examples('train'):
     x, y = src.get('train', np.arange(n))
@@ -228,4 +308,10 @@ def make_source(cfg):
   size = cfg.get('image_size', 0)
   if size and isinstance(src, ArraySource) and src.image_shape[0] != size:
     src = _downsample(src, size)
-  return src
+  return _with_validation(src, cfg, seed)
+
+
+def validation_split(source):
+  """The split the search validates on: 'val' when the source holds one
+  out, else 'test'."""
+  return 'val' if 'val' in getattr(source, 'splits', ()) else 'test'

@@ -290,3 +290,23 @@ def test_tfds_prepares_cifar10_from_the_official_archive(tmp_path, embedded,
       (*src.get('train', np.arange(2000)),
        *src.get('test', np.arange(500))))}, embedded)
   one_step(c, src)
+  # The lazy reader of tfds imagenet2012 (decodes on request, host crops,
+  # grain workers), tried on this prepared dataset: its labels come without
+  # decoding, it holds out per class, and workers give the same batches.
+  from bossnax.data.sources import lazy_tfds_source
+  from bossnax.data.splits import holdout
+  c.data.train_crop = 'rrc'
+  lazy = lazy_tfds_source(tfds.builder('cifar10', data_dir=c.data.data_dir,
+                                       file_format='array_record'), c.data)
+  assert np.bincount(lazy.labels('train')).tolist() == np.bincount(
+      embedded['y_train']).tolist()
+  held = holdout(lazy, per_class=5, seed=0)
+  assert np.bincount(held.labels('val')).tolist() == [5] * 10
+  here = Batches(held, 'train', 8, seed=0)
+  workers = Batches(held, 'train', 8, seed=0, workers=2)
+  try:
+    for step in (0, 1, 7):
+      np.testing.assert_array_equal(workers.get_batch(step)['image'],
+                                    here.get_batch(step)['image'])
+  finally:
+    workers.close()

@@ -131,8 +131,7 @@ def _from_tfds(cfg):
   num_classes = NUM_CLASSES.get(name) or builder.info.features[
       'label'].num_classes
   if name == 'imagenet2012':
-    return TfdsSource(name, splits, num_classes, cfg.image_size,
-                      cfg.get('train_crop', 'resize'), cfg.get('seed', 0))
+    return lazy_tfds_source(builder, cfg, splits, num_classes)
   arrays = {}
   for s, src in splits.items():
     items = [src[i] for i in range(len(src))]
@@ -146,6 +145,22 @@ def _from_tfds(cfg):
   return ArraySource(name, *(arrays[k] for k in _KEYS), num_classes)
 
 
+def lazy_tfds_source(builder, cfg, splits=None, num_classes=None):
+  """A TfdsSource over a prepared builder (decoding on request)."""
+  import tensorflow_datasets as tfds
+  names = {s: getattr(cfg, f'{s}_split') for s in ('train', 'test')}
+  splits = splits or {s: builder.as_data_source(split=n)
+                      for s, n in names.items()}
+  # the same records with the image left encoded: labels without decoding
+  labels = {s: builder.as_data_source(
+      split=n, decoders={'image': tfds.decode.SkipDecoding()})
+            for s, n in names.items()}
+  num_classes = num_classes or builder.info.features['label'].num_classes
+  return TfdsSource(cfg.name, splits, num_classes, cfg.image_size,
+                    cfg.get('train_crop', 'resize'), cfg.get('seed', 0),
+                    labels)
+
+
 class TfdsSource:
   """Lazy source for datasets too big for memory (tfds imagenet2012):
   decodes on request and crops to a fixed square on the host as the folder
@@ -153,7 +168,7 @@ class TfdsSource:
   for the test split), so batches have static shapes."""
 
   def __init__(self, name, splits, num_classes, image_size,
-               train_crop='resize', seed=0):
+               train_crop='resize', seed=0, label_splits=None):
     from bossnax.data.folder import CROPS
     if train_crop not in CROPS:
       raise ValueError(f'data.train_crop={train_crop!r}: use one of {CROPS}')
@@ -162,9 +177,29 @@ class TfdsSource:
     self._splits = splits
     self.image_shape = (image_size, image_size, 3)
     self.train_crop, self.seed = train_crop, seed
+    self._label_splits, self._labels = label_splits, {}
 
   def num_examples(self, split):
     return len(self._splits[split])
+
+  def labels(self, split):
+    """Every label of `split` (reads each record once, images undecoded:
+    minutes for ImageNet's 1.28M, once per run, for data.holdout_per_class)."""
+    if split not in self._labels:
+      if not self._label_splits:
+        raise ValueError(f'the labels of {self.name} cannot be listed: use '
+                         '--config.data.holdout_fraction')
+      src = self._label_splits[split]
+      log.info('data: reading the %d labels of %s/%s', len(src), self.name,
+               split)
+      self._labels[split] = np.array([src[i]['label'] for i in range(
+          len(src))], np.int32)
+    return self._labels[split]
+
+  def __getstate__(self):  # grain workers need no labels
+    state = dict(self.__dict__)
+    state['_labels'] = {}
+    return state
 
   def _fit(self, split, index, image, draw):
     from PIL import Image

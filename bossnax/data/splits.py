@@ -70,9 +70,10 @@ def holdout(source, per_class: int = 0, fraction: float = 0.0,
                        'cannot list cheaply: use --config.data.'
                        'holdout_fraction instead')
     y = np.asarray(source.labels('train'))
+    order = np.argsort(y, kind='stable')  # members of each class, in order
+    classes, starts = np.unique(y[order], return_index=True)
     val = []
-    for c in np.unique(y):
-      members = np.flatnonzero(y == c)
+    for c, members in zip(classes, np.split(order, starts[1:])):
       if len(members) <= per_class:
         raise ValueError(f'class {c} has {len(members)} training images: '
                          f'data.holdout_per_class={per_class} would leave '

@@ -310,3 +310,21 @@ def test_tfds_prepares_cifar10_from_the_official_archive(tmp_path, embedded,
                                     here.get_batch(step)['image'])
   finally:
     workers.close()
+
+
+def test_a_bad_dataset_stops_the_cli_before_the_workdir_changes(
+    tmp_path, capsys):
+  from bossnax import main
+  workdir = tmp_path / 'run'
+  workdir.mkdir()
+  (workdir / 'metrics.jsonl').write_text('{"step": 1}\n')  # an earlier run's
+  before = sorted(p.name for p in workdir.iterdir())
+  from conftest import ROOT
+  rc = main.main([f'--config={ROOT}/configs/nats_cifar10.py:tiny',
+                  '--config.data.source=archive',
+                  f'--config.data.path={tmp_path / "cifar-10-python.tar.gz"}',
+                  f'--workdir={workdir}'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and len(err) == 1 and 'not found' in err[0], err
+  assert sorted(p.name for p in workdir.iterdir()) == before
+  assert (workdir / 'metrics.jsonl').read_text() == '{"step": 1}\n'

@@ -328,3 +328,47 @@ def test_a_bad_dataset_stops_the_cli_before_the_workdir_changes(
   assert rc == 2 and len(err) == 1 and 'not found' in err[0], err
   assert sorted(p.name for p in workdir.iterdir()) == before
   assert (workdir / 'metrics.jsonl').read_text() == '{"step": 1}\n'
+
+
+def _tar(path, members):
+  import io
+  with tarfile.open(path, 'w') as tar:
+    for name, data in members:
+      info = tarfile.TarInfo(name)
+      info.size = len(data)
+      tar.addfile(info, io.BytesIO(data))
+
+
+def test_tfds_prepares_imagenet2012_from_the_manual_tars(tmp_path, embedded):
+  pytest.importorskip('tensorflow', reason='requirements-tfds.txt')
+  import io
+  from PIL import Image
+  # ILSVRC2012_img_train.tar (one tar per synset) and ILSVRC2012_img_val.tar
+  # as ImageNet distributes them, with real CIFAR images at 64x64 inside.
+  def jpeg(i, split):
+    out = io.BytesIO()
+    Image.fromarray(embedded[f'x_{split}'][i]).resize((64, 48)).save(
+        out, 'JPEG', quality=90)
+    return out.getvalue()
+  wnids = ['n01440764', 'n01443537', 'n01484850']  # ImageNet classes 0-2
+  manual = tmp_path / 'manual'
+  manual.mkdir()
+  inner = []
+  for c, wnid in enumerate(wnids):
+    _tar(tmp_path / f'{wnid}.tar', [(f'{wnid}_{j}.JPEG', jpeg(c * 6 + j,
+                                                              'train'))
+                                     for j in range(6)])
+    inner.append((f'{wnid}.tar', (tmp_path / f'{wnid}.tar').read_bytes()))
+  _tar(manual / 'ILSVRC2012_img_train.tar', inner)
+  _tar(manual / 'ILSVRC2012_img_val.tar', [
+      (f'ILSVRC2012_val_{i:08d}.JPEG', jpeg(i, 'test')) for i in range(1, 9)])
+  c = tiny_config()
+  c.data.update(source='tfds', name='imagenet2012', train_images=0,
+                data_dir=str(tmp_path / 'tfds'), manual_dir=str(manual),
+                test_split='validation', download=False)
+  src = make_source(c.data)
+  assert (src.num_examples('train'), src.num_examples('test')) == (18, 8)
+  assert sorted(src.labels('train').tolist()) == sorted([0, 1, 2] * 6)
+  x, _ = src.get('test', [0, 7])
+  assert x.shape == (2, 32, 32, 3) and x.dtype == np.uint8
+  one_step(c, src)

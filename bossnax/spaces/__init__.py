@@ -15,7 +15,10 @@ def make_space(space_cfg) -> SearchSpace:
   if name == 'hytra':
     from bossnax.spaces.hytra import HyTraSpace
     return HyTraSpace(**kwargs)
+  if name == 'mbconv':
+    from bossnax.spaces.mbconv import MBConvSpace
+    return MBConvSpace(**kwargs)
   raise ValueError(f'unknown search space {name!r}: use one of {NAMES}')
 
 
-NAMES = ('nats', 'hytra')
+NAMES = ('nats', 'hytra', 'mbconv')

@@ -1,0 +1,139 @@
+"""The MBConv space: counts against published figures and XLA, strings,
+op shapes, the shared shortcut, fair sampling, supernet path = standalone."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bossnax.nn import grouping
+from bossnax.spaces import mbconv_layouts as L
+from bossnax.spaces.mbconv import MBConvSpace
+from conftest import ROOT, SHARED
+
+BENCH = SHARED / 'benchmarks' / 'mbconv_23_archs_imagenet.json'
+
+
+@pytest.fixture(scope='module')
+def space():
+  return MBConvSpace()
+
+
+def test_named_networks_reproduce_the_published_counts():
+  # EfficientNet-B0: 5,288,548 parameters, 0.39 B MAdds (Tan & Le 2019);
+  # MobileNetV2 1.0: 3,504,872 parameters, 300 M MAdds (Sandler et al.).
+  madds, params = L.count('efficientnet_b0')
+  assert params == 5_288_548
+  assert abs(madds / 390e6 - 1) < 0.02
+  madds, params = L.count('mobilenet_v2')
+  assert params == 3_504_872
+  assert abs(madds / 300e6 - 1) < 0.02
+
+
+def test_structure_strings_and_widths(space):
+  assert space.count() == 4 ** 18
+  assert [len(space.block_paths(k)) for k in range(5)] == [16, 256, 256, 256,
+                                                          256]
+  arch = space.parse('11|1111|1101|1011|1101')
+  assert space.to_string(arch) == '11|1111|1101|1011|1101'
+  for bad in ('11|1111|1101|1011', '11|1111|1101|1011|1104', '1|11111|1101|'
+              '1011|1101'):
+    with pytest.raises(ValueError, match='one digit 0-3 per layer'):
+      space.parse(bad)
+  # hidden width = make_divisible(in x expansion); SE from the layer input
+  assert L.make_divisible(24 * 6) == 144 and L.make_divisible(40 * 3) == 120
+  assert L.se_width(space.lay, 24) == 6 and L.se_width(space.lay, 112) == 28
+  layers = L.searched_layers(space.lay)
+  assert len(layers) == 18 and layers[0][2:] == (16, 24, 2)
+  assert [l[4] for l in layers if l[1] == 0] == [2, 2, 2, 1, 2]
+
+
+def test_candidates_and_the_shared_shortcut(space):
+  net = space.supernet()
+  x = jnp.zeros((1, 224, 224, 3))
+  arch = jnp.asarray(space.flatten(space.default_arch()))
+  shapes = jax.eval_shape(lambda: grouping.init(
+      net, jax.random.key(0), x, arch, block=0, mode='train'))['params']
+  layer0 = shapes['block0']['layer0']  # 16 -> 24, stride 2
+  assert set(layer0) == {'op0', 'op1', 'op2', 'op3', 'shortcut'}
+  assert layer0['op0']['expand']['conv']['kernel'].shape == (1, 1, 16, 96)
+  assert layer0['op1']['dw']['conv']['kernel'].shape == (5, 5, 1, 96)
+  assert layer0['op2']['expand']['conv']['kernel'].shape == (1, 1, 16, 48)
+  assert layer0['op0']['se']['reduce']['kernel'].shape == (1, 1, 96, 4)
+  assert layer0['shortcut']['proj']['conv']['kernel'].shape == (1, 1, 16, 24)
+  assert 'shortcut' not in shapes['block0']['layer1']  # 24 -> 24: identity
+  # the counter counts exactly the parameters the module creates
+  for text in ('11|1111|1101|1011|1101', '02|3120|0000|3333|1212'):
+    alone, flat = space.standalone(space.parse(text))
+    p = jax.eval_shape(lambda: alone.init(jax.random.key(0), x, flat,
+                                          mode='eval', output='logits'))
+    n = sum(int(np.prod(v.shape)) for v in jax.tree.leaves(p['params']))
+    assert n == space.flops_params(space.parse(text))[1]
+
+
+@pytest.mark.parametrize('text', ['11|1111|1101|1011|1101',
+                                  '00|0000|0000|0000|0000',
+                                  '33|3333|3333|3333|3333'])
+def test_madds_agree_with_xla(space, text):
+  # XLA counts 2 FLOPs per multiply-add and also the elementwise work MAdds
+  # leave out (batch norm, SiLU, SE gates, residual adds): 6-7% here.
+  arch = space.parse(text)
+  net, flat = space.standalone(arch)
+  x = jax.ShapeDtypeStruct((1, 224, 224, 3), jnp.float32)
+  v = jax.eval_shape(lambda x: net.init(jax.random.key(0), x, flat,
+                                        mode='eval', output='logits'), x)
+  flops = jax.jit(lambda v, x: net.apply(v, x, flat, mode='eval',
+                                         output='logits')).lower(
+      v, x).cost_analysis()['flops']
+  madds = space.flops_params(arch)[0]
+  assert 1.0 <= flops / (2 * madds) <= 1.1, flops / (2 * madds)
+
+
+def test_fair_sampling_uses_every_candidate_of_every_layer_once(space):
+  from bossnax.samplers import PathSampler
+  sampler = PathSampler(space, 4, fair=True, seed=0)
+  for block in (0, 3):
+    table = space.block_paths(block)
+    paths = sampler.sample(block, 5, table)
+    assert paths.shape == (4, space.blocks[block].num_layers)
+    assert (np.sort(paths, 0) == np.arange(4)[:, None]).all()
+
+
+def test_supernet_path_equals_the_standalone_network():
+  small = MBConvSpace(num_classes=10, cifar_stem=True,
+                      stage_layers=(1, 2, 1, 1, 1),
+                      stage_widths=(8, 16, 16, 24, 24))
+  net = small.supernet()
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)),
+                  jnp.float32)
+  arch0 = jnp.asarray(small.flatten(small.default_arch()))
+  variables = jax.jit(lambda k: grouping.init(net, k, x, arch0, block=0,
+                                              mode='train'))(jax.random.key(0))
+  apply = jax.jit(lambda v, a: net.apply(v, x, a, mode='eval',
+                                         output='logits'))
+  for text in ('1|13|2|0|3', '2|01|3|1|0'):
+    arch = small.parse(text)
+    alone, flat = small.standalone(arch)
+    want = alone.apply(small.slice_variables(variables, arch), x, flat,
+                       mode='eval', output='logits')
+    got = apply(variables, jnp.asarray(flat))
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_describe_cli_counts_the_benchmark_and_named_networks():
+  run = lambda *a: subprocess.run(
+      [sys.executable, '-m', 'bossnax.describe', '--space=mbconv', *a],
+      capture_output=True, text=True, cwd=ROOT)
+  out = run('--arch=efficientnet_b0')
+  assert json.loads(out.stdout)['params'] == 5_288_548, out.stderr
+  bad = run('--arch=11|11')
+  assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+  if BENCH.exists():
+    rows = [json.loads(l) for l in run(f'--bench={BENCH}').stdout.split(
+        '\n') if l]
+    assert len(rows) == 23 and rows[0]['arch'] == '11|1111|1101|1011|1101'
+    assert all(250e6 < r['flops'] < 600e6 for r in rows)

@@ -137,6 +137,9 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.top_n = 1  # best paths of a block that feed the next block
   c.search.flops_budget = 0.0  # in MFLOPs; 0 = none
   c.search.params_budget = 0.0  # in M params; 0 = none
+  # Spaces too large to enumerate: score the architectures of this file
+  # (e.g. the MBConv 23-architecture benchmark) and the best found.
+  c.search.archs_file = ''
   c.search.truth_file = ''  # CSV with arch + accuracy: correlations at the end
   c.search.top_k = 10  # architectures printed and written to ranking.json
   c.search.seed = 1234  # fixes the validation view pairs
@@ -266,4 +269,38 @@ def hytra_base():
   c.train.cache_prefix = True
   c.search.path_chunk = 1  # paths switch branches: one after another
   c.search.truth_file = ''
+  return c
+
+
+# -- MBConv (configs/mbconv_imagenet.py and mbconv_cifar.py) -------------------
+
+MBCONV_BENCHMARK = '../shared/benchmarks/mbconv_23_archs_imagenet.json'
+
+
+def mbconv_base():
+  """Every key of the search schema, MBConv values: the official ImageNet
+  search (LARS 4.8 at 4096 = 64 x 8 devices x 8 accumulation steps, 4 fair
+  paths, each with its own view pair, 6 epochs per block, EMA 0.99 -> 1;
+  each block's neck takes its pooled output, 24 / 40 / 80 / 112 / 192
+  wide)."""
+  c = search_config()
+  space = {'name': 'mbconv', 'layout': 'bossnas', 'num_classes': 1000,
+           'cifar_stem': False, 'stage_layers': (), 'stage_widths': ()}
+  c.space = type(c.space)(space)
+  c.model.proj_hidden = 4096
+  c.model.proj_dim = 256
+  c.model.pred_hidden = 4096
+  c.train.paths_per_step = 4
+  c.train.fair = True  # every candidate of every layer once per step
+  c.train.views_per_path = True
+  c.train.lr = 4.8
+  c.train.lr_batch = 4096
+  c.train.batch_size = 512
+  c.train.accum_steps = 8
+  c.train.epochs_per_block = 6
+  c.train.warmup_epochs = 1.0
+  c.train.cache_prefix = True
+  c.search.path_chunk = 1  # paths switch candidates: one after another
+  c.search.archs_file = MBCONV_BENCHMARK  # scores.csv: these 23 + the best
+  c.search.truth_file = MBCONV_BENCHMARK
   return c

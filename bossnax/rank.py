@@ -52,7 +52,25 @@ def read_scores(path):
                       float(r['params'])) for r in rows}
 
 
+def _read_benchmark_json(path):
+  """{arch string: top-1} of a benchmark JSON such as
+  ../shared/benchmarks/mbconv_23_archs_imagenet.json."""
+  import json
+  try:
+    with open(path) as f:
+      rows = json.load(f)['architectures']
+    return {'|'.join(''.join(str(int(c)) for c in block)
+                     for block in r['encoding']): float(r['imagenet_top1'])
+            for r in rows}
+  except (OSError, KeyError, TypeError, ValueError) as e:
+    raise ValueError(f'{path}: {e} (expected {{"architectures": [{{'
+                     '"encoding": [[op, ...], ...], "imagenet_top1": acc}, '
+                     '...]}})') from None
+
+
 def read_truth(path, column=None):
+  if path.endswith('.json'):
+    return _read_benchmark_json(path)
   rows = _read_csv(path)
   cols = list(rows[0])
   if 'arch' not in cols:
@@ -73,6 +91,23 @@ def log_channels(arch):
     return sum(math.log(int(c)) for c in arch.split(':'))
   except ValueError:
     return None
+
+
+def log_hidden(arch):
+  """Sum of log hidden widths of an MBConv architecture string (BossNAS
+  layout), the channel-count proxy of that space; None for other strings."""
+  if '|' not in arch:
+    return None
+  from bossnax.spaces import mbconv_layouts as L
+  from bossnax.spaces.mbconv import MBConvSpace
+  try:
+    space = MBConvSpace()
+    ops = space.ops(space.from_string(arch))
+  except ValueError:
+    return None
+  return sum(math.log(L.make_divisible(cin * op.expansion))
+             for (_, _, cin, _, _), op in zip(L.searched_layers(space.lay),
+                                              ops))
 
 
 def layer_report(scores):
@@ -146,9 +181,11 @@ def evaluate(scores, truth):
   result['regret'] = regret(s, y, flops, archs)
   result['missing_from_scores'] = len(truth) - len(archs)
   baselines = {'params': params, 'flops': flops}
-  logc = [log_channels(a) for a in archs]
-  if all(v is not None for v in logc):
-    baselines['log_channels'] = np.array(logc)
+  for name, fn in (('log_channels', log_channels),
+                   ('log_hidden', log_hidden)):
+    values = [fn(a) for a in archs]
+    if all(v is not None for v in values):
+      baselines[name] = np.array(values)
   result['baselines'] = {}
   for name, b in baselines.items():
     r = correlations(b, y)
@@ -199,7 +236,8 @@ def main(argv=None):
                               description=__doc__.splitlines()[0])
   p.add_argument('--scores', required=True)
   p.add_argument('--truth', default='',
-                 help='ground truth CSV; without it only the per-layer report')
+                 help='ground truth CSV (arch,acc) or benchmark JSON (the '
+                 'MBConv 23); without it only the per-layer report')
   p.add_argument('--truth_column', default=None)
   p.add_argument('--json', action='store_true')
   p.add_argument('--plot', default='')

@@ -43,6 +43,8 @@ PRESETS = {  # every config file and its presets
     'nats_cifar100.py': ('', 'quick', 'tiny', 'real'),
     'hytra_cifar.py': ('', 'real', 'tiny'),
     'hytra_imagenet.py': ('',),
+    'mbconv_cifar.py': ('', 'quick', 'tiny'),
+    'mbconv_imagenet.py': ('',),
     'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra'),
 }
 
@@ -58,7 +60,8 @@ def test_every_config_file_loads(name, preset):
   c, _ = parse_args([f'--config={spec}'], {})
   tiny_nats = (name, preset) == ('retrain_hytra.py', 'tiny')
   assert c.space.name == ('nats' if name.startswith('nats') or tiny_nats
-                          else 'hytra')
+                          else name.split('_')[0] if name.startswith(
+                              'mbconv') else 'hytra')
   if name.startswith('retrain'):
     assert 'method' not in c
   else:  # one schema for every search run (the space's fields aside)

@@ -103,19 +103,29 @@ def test_fair_sampling_uses_every_candidate_of_every_layer_once(space):
     assert (np.sort(paths, 0) == np.arange(4)[:, None]).all()
 
 
-def test_supernet_path_equals_the_standalone_network():
-  small = MBConvSpace(num_classes=10, cifar_stem=True,
-                      stage_layers=(1, 2, 1, 1, 1),
-                      stage_widths=(8, 16, 16, 24, 24))
-  net = small.supernet()
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)),
+@pytest.fixture(scope='module')
+def tiny():
+  """configs/mbconv_cifar.py:tiny (one layer per stage, width 8, 16x16
+  images): its config, trainer and initial state (shared: initialising
+  every candidate is most of a test's time)."""
+  from bossnax.config import load_config_file
+  from conftest import trainer
+  c = load_config_file(str(ROOT / 'configs' / 'mbconv_cifar.py') + ':tiny')
+  c.num_devices = 2
+  tr = trainer(c, image_shape=(16, 16, 3))
+  return c, tr, jax.device_get(tr.init_state(0))
+
+
+def test_supernet_path_equals_the_standalone_network(tiny):
+  _, tr, state = tiny
+  small, net = tr.space, tr.model.backbone
+  variables = {'params': state['params']['backbone'],
+               'batch_stats': state['batch_stats']['backbone']}
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)),
                   jnp.float32)
-  arch0 = jnp.asarray(small.flatten(small.default_arch()))
-  variables = jax.jit(lambda k: grouping.init(net, k, x, arch0, block=0,
-                                              mode='train'))(jax.random.key(0))
   apply = jax.jit(lambda v, a: net.apply(v, x, a, mode='eval',
                                          output='logits'))
-  for text in ('1|13|2|0|3', '2|01|3|1|0'):
+  for text in ('1|3|2|0|3', '2|0|3|1|0'):
     arch = small.parse(text)
     alone, flat = small.standalone(arch)
     want = alone.apply(small.slice_variables(variables, arch), x, flat,
@@ -137,3 +147,70 @@ def test_describe_cli_counts_the_benchmark_and_named_networks():
         '\n') if l]
     assert len(rows) == 23 and rows[0]['arch'] == '11|1111|1101|1011|1101'
     assert all(250e6 < r['flops'] < 600e6 for r in rows)
+
+
+def test_a_block_trains_and_scores_through_the_engine(tiny):
+  """configs/mbconv_cifar.py:tiny, block 0: one fair step (4 paths)
+  changes only block 0's variables; scoring its 4 paths in one pass equals
+  the per-path loop."""
+  from bossnax.engine.evaluator import Evaluator
+  from bossnax.engine.supernet import block_mask
+  from conftest import batch, sample_archs
+  c, tr, state0 = tiny
+  init = tr.start_block(jax.device_put(state0), 0)
+  prefix = np.zeros(5, np.int32)
+  archs = sample_archs(tr, 0, 0, prefix)
+  assert sorted(archs[:, 0].tolist()) == [0, 1, 2, 3]  # fair
+  before = jax.device_get(init)
+  state, metrics = tr.step_fn(0)(init, batch(tr, size=16), jax.random.key(0),
+                                 archs)
+  state = jax.device_get(state)
+  assert np.isfinite(float(metrics['loss']))
+  mask = block_mask(before['params'], 0)
+  changed = jax.tree.map(lambda a, b: bool(np.any(a != b)),
+                         before['params'], state['params'])
+  for m, ch in zip(jax.tree.leaves(mask), jax.tree.leaves(changed)):
+    assert ch <= m  # nothing outside block 0 moves
+  assert any(jax.tree.leaves(changed))
+  scorer = Evaluator(c, tr.space, tr.model, tr.objective, tr.mesh)
+  rng = np.random.default_rng(1)
+  val = rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8)
+  w = np.ones(16, np.float32)
+  calib = rng.integers(0, 255, (16, 16, 16, 3), dtype=np.uint8)
+  tab, fast = scorer.score_block(state, 0, prefix, val, calib, w)
+  tab2, slow = scorer.score_block_loop(state, 0, prefix, val, calib, w)
+  assert len(tab) == 4 and (tab == tab2).all()
+  np.testing.assert_allclose(fast, slow, rtol=2e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(not BENCH.exists(), reason='needs ../shared')
+def test_the_searcher_scores_the_benchmark_and_rank_reads_it(space,
+                                                            tmp_path):
+  """A space too large to enumerate: the ranking scores the 23 benchmark
+  architectures and the best found from the block tables (every block's
+  loss a made-up function of its path), and bossnax.rank reads the JSON
+  with the size baselines beside."""
+  from bossnax import rank
+  from bossnax.searchers.blockwise import BlockwiseBeam
+  searcher = BlockwiseBeam(space, archs_file=str(BENCH))
+  state = searcher.initial_state()
+  loss = lambda path: float(np.sum((np.asarray(path) + 1) ** 2))
+  for k in range(space.num_blocks):
+    table = space.block_paths(k)
+    state, _ = searcher.search_block(state, k, lambda prefix: (
+        table, np.array([loss(p) for p in table])))
+  ranking = searcher.ranking(state)
+  archs, _ = space.benchmark(str(BENCH))
+  got = {r[0]: r[1] for r in ranking.rows}
+  assert len(got) == 24 and ranking.best == '00|0000|0000|0000|0000'
+  for a in archs:
+    assert got[space.to_string(a)] == -sum(loss(p) for p in a)
+  path = tmp_path / 'scores.csv'
+  with open(path, 'w') as f:
+    f.write('arch,score,flops,params\n')
+    for r in ranking.rows:
+      f.write(','.join(str(v) for v in r) + '\n')
+  result = rank.evaluate_files(str(path), str(BENCH))
+  assert result['n'] == 23
+  assert set(result['baselines']) == {'params', 'flops', 'log_hidden'}
+  assert abs(result['baselines']['flops']['kendall'] - 0.755) < 1e-3

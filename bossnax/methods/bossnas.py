@@ -24,7 +24,8 @@ def blockwise_plan(name, objective, config, space) -> Method:
   return Method(name, objective,
                 tuple(Stage(k, sampler) for k in range(space.num_blocks)),
                 BlockwiseBeam(space, config.search.lambdas,
-                              config.search.top_n))
+                              config.search.top_n,
+                              archs_file=config.search.get('archs_file', '')))
 
 
 def build(config, space) -> Method:

@@ -33,8 +33,9 @@ def beam(pool, tables, lambdas, top_n):
   return cands[:top_n]
 
 
-def architecture_scores(space, block_tables, lambdas):
-  """Score every architecture of an enumerable space (higher = better).
+def architecture_scores(space, block_tables, lambdas, archs=None):
+  """Score every architecture of an enumerable space, or those of `archs`
+  (higher = better).
 
   block_tables[k] maps a prefix key (tuple of ints of blocks < k) to
   (table, losses), the best prefix's first.
@@ -46,8 +47,9 @@ def architecture_scores(space, block_tables, lambdas):
       maps[prefix_key] = {tuple(int(v) for v in row): float(l)
                           for row, l in zip(table, losses)}
     lookups.append((maps, next(iter(maps.values()))))
+  candidates = space.enumerate() if archs is None else archs
   archs, scores = [], []
-  for arch in space.enumerate():
+  for arch in candidates:
     total = 0.0
     ok = True
     for k, (maps, best) in enumerate(lookups):
@@ -74,10 +76,15 @@ def check_lambdas(lambdas, num_blocks):
 class BlockwiseBeam:
   """The searcher of block-wise methods: its state is {'pool', 'tables'}."""
 
-  def __init__(self, space, lambdas=(), top_n=1, max_archs=1_000_000):
+  def __init__(self, space, lambdas=(), top_n=1, max_archs=1_000_000,
+               archs_file=''):
+    """`archs_file`: where the space is too large to enumerate, score the
+    architectures of this benchmark file (read by `space.benchmark`) and
+    the best one found."""
     self.space = space
     self.lambdas = check_lambdas(lambdas, space.num_blocks)
     self.top_n, self.max_archs = top_n, max_archs
+    self.archs_file = archs_file
 
   @staticmethod
   def initial_state():
@@ -158,10 +165,14 @@ class BlockwiseBeam:
     space = self.space
     best = space.to_string(self.best(state))
     sign = 'score = -sum_k lambda_k * block_loss_k; higher is better'
+    listed = None
     if space.count() > self.max_archs:
-      return Ranking(space, [], best, sign, note=(
-          f'{space.count()} architectures: too many to write them all; the '
-          'best path of every block is above'))
+      if not self.archs_file:
+        return Ranking(space, [], best, sign, note=(
+            f'{space.count()} architectures: too many to write them all; the '
+            'best path of every block is above (search.archs_file lists '
+            'architectures to score)'))
+      listed = [self.best(state)] + list(space.benchmark(self.archs_file)[0])
     archs, scores = architecture_scores(space, self.block_tables(state),
-                                        self.lambdas)
+                                        self.lambdas, listed)
     return Ranking.from_scores(space, archs, scores, best, sign)

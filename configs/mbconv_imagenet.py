@@ -1,0 +1,34 @@
+r"""BossNAS on the MBConv space, ImageNet (the paper's ranking study).
+
+  python -m bossnax.main --config=configs/mbconv_imagenet.py --workdir=DIR \
+      --config.data.source=folder --config.data.path=/data/imagenet \
+      --config.data.workers=8          # or tfds imagenet2012 (README "Data")
+
+18 searched layers in 5 blocks, 4 candidates each (docs/mbconv.md). As in
+the paper, 50 images per class are held out of the training set for the
+search; BYOL's augmentations make a view pair per path.
+"""
+
+from bossnax import defaults
+
+
+def get_config(preset: str = ''):
+  c = defaults.mbconv_base()
+  c.dtype = 'bfloat16'  # the official run used fp16 (apex)
+  c.data.source = 'tfds'
+  c.data.name = 'imagenet2012'
+  c.data.image_size = 224
+  c.data.test_split = 'validation'
+  c.data.holdout_per_class = 50
+  c.augment.ops = 'rrc,flip,color,gray,blur,solarize'
+  c.augment.mean = defaults.IMAGENET_MEAN
+  c.augment.std = defaults.IMAGENET_STD
+  c.train.log_every_steps = 50
+  c.train.checkpoint_every_steps = 1000
+  c.search.num_images = 10000
+  c.search.batch_size = 256
+  c.search.calib_batch = 256
+  if preset:
+    raise ValueError(f'unknown preset {preset!r}: mbconv_imagenet.py has '
+                     'none; configs/mbconv_cifar.py runs on CIFAR')
+  return c

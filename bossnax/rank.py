@@ -69,7 +69,7 @@ def _read_benchmark_json(path):
 
 
 def read_truth(path, column=None):
-  if path.endswith('.json'):
+  if str(path).endswith('.json'):
     return _read_benchmark_json(path)
   rows = _read_csv(path)
   cols = list(rows[0])

@@ -272,6 +272,32 @@ def hytra_base():
   return c
 
 
+# -- the data of the HyTra and MBConv configs ------------------------------------
+
+def imagenet_search_data(c):
+  """ImageNet as the paper searches it: tfds imagenet2012 at 224 px, 50
+  images per class held out of the training set for the search, BYOL's
+  augmentations."""
+  c.data.source = 'tfds'
+  c.data.name = 'imagenet2012'
+  c.data.image_size = 224
+  c.data.test_split = 'validation'
+  c.data.holdout_per_class = 50
+  c.augment.ops = 'rrc,flip,color,gray,blur,solarize'
+  c.augment.mean = IMAGENET_MEAN
+  c.augment.std = IMAGENET_STD
+
+
+def cifar10_search_data(c):
+  """The embedded real CIFAR-10 images at 32 px with the NATS views."""
+  c.data.source = 'embedded'
+  c.data.name = 'cifar10'
+  c.data.image_size = 32
+  c.augment.ops = 'crop_flip'
+  c.augment.mean = CIFAR10_MEAN
+  c.augment.std = CIFAR10_STD
+
+
 # -- MBConv (configs/mbconv_imagenet.py and mbconv_cifar.py) -------------------
 
 MBCONV_BENCHMARK = '../shared/benchmarks/mbconv_23_archs_imagenet.json'

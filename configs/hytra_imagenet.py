@@ -26,14 +26,7 @@ from bossnax import defaults
 def get_config(preset: str = ''):
   c = defaults.hytra_base()
   c.dtype = 'bfloat16'  # the official run used fp16 (apex)
-  c.data.source = 'tfds'
-  c.data.name = 'imagenet2012'
-  c.data.image_size = 224
-  c.data.test_split = 'validation'
-  c.data.holdout_per_class = 50
-  c.augment.ops = 'rrc,flip,color,gray,blur,solarize'
-  c.augment.mean = defaults.IMAGENET_MEAN
-  c.augment.std = defaults.IMAGENET_STD
+  defaults.imagenet_search_data(c)
   c.train.batch_size = 512
   c.train.accum_steps = 8
   c.train.lr = 4.8

@@ -20,12 +20,7 @@ def get_config(preset: str = ''):
   c.model.proj_hidden = 1024
   c.model.proj_dim = 128
   c.model.pred_hidden = 1024
-  c.data.source = 'embedded'
-  c.data.name = 'cifar10'
-  c.data.image_size = 32
-  c.augment.ops = 'crop_flip'
-  c.augment.mean = defaults.CIFAR10_MEAN
-  c.augment.std = defaults.CIFAR10_STD
+  defaults.cifar10_search_data(c)
   c.train.batch_size = 256
   c.train.accum_steps = 1
   c.train.lr = 0.48

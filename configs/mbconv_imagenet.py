@@ -15,14 +15,7 @@ from bossnax import defaults
 def get_config(preset: str = ''):
   c = defaults.mbconv_base()
   c.dtype = 'bfloat16'  # the official run used fp16 (apex)
-  c.data.source = 'tfds'
-  c.data.name = 'imagenet2012'
-  c.data.image_size = 224
-  c.data.test_split = 'validation'
-  c.data.holdout_per_class = 50
-  c.augment.ops = 'rrc,flip,color,gray,blur,solarize'
-  c.augment.mean = defaults.IMAGENET_MEAN
-  c.augment.std = defaults.IMAGENET_STD
+  defaults.imagenet_search_data(c)
   c.train.log_every_steps = 50
   c.train.checkpoint_every_steps = 1000
   c.search.num_images = 10000

@@ -220,6 +220,8 @@ def test_folder_source_lists_crops_and_trains(folder):
                                                         draw=7)[0]
   np.testing.assert_array_equal(a, b)
   assert not np.array_equal(a, src.get('train', [3, 5], draw=8)[0])
+  other_seed = make_source(c.data, seed=1)
+  assert not np.array_equal(a, other_seed.get('train', [3, 5], draw=7)[0])
   one_step(c, src)
 
 
@@ -296,8 +298,13 @@ def test_tfds_prepares_cifar10_from_the_official_archive(tmp_path, embedded,
   from bossnax.data.sources import lazy_tfds_source
   from bossnax.data.splits import holdout
   c.data.train_crop = 'rrc'
-  lazy = lazy_tfds_source(tfds.builder('cifar10', data_dir=c.data.data_dir,
-                                       file_format='array_record'), c.data)
+  builder = tfds.builder('cifar10', data_dir=c.data.data_dir,
+                         file_format='array_record')
+  lazy = lazy_tfds_source(builder, c.data)
+  # the run's seed reaches the random crops
+  other = lazy_tfds_source(builder, c.data, seed=1)
+  assert not np.array_equal(lazy.get('train', [0, 1], draw=3)[0],
+                            other.get('train', [0, 1], draw=3)[0])
   assert np.bincount(lazy.labels('train')).tolist() == np.bincount(
       embedded['y_train']).tolist()
   held = holdout(lazy, per_class=5, seed=0)

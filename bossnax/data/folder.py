@@ -107,6 +107,16 @@ def fit(img, size, crop, rng=None):
   return np.asarray(img, np.uint8)
 
 
+def host_crop(img, size, split, train_crop, seed, draw, index):
+  """The crop of image `index` of `split` at training step `draw`: a
+  random train crop seeded by (seed, step, index), the centre crop for
+  evaluation splits (shared by the folder and tfds ImageNet sources)."""
+  if split != 'train':
+    return fit(img, size, 'centre')
+  rng = np.random.default_rng([seed, int(draw or 0), int(index)])
+  return fit(img, size, train_crop, rng)
+
+
 class FolderSource:
   """Lazy: lists the files once, decodes on request (picklable, so grain's
   worker processes can hold it)."""
@@ -137,10 +147,8 @@ class FolderSource:
     path = os.path.join(self._dirs[split], self._files[split][0][index])
     try:
       with Image.open(path) as img:
-        if split == 'train':
-          rng = np.random.default_rng([self.seed, int(draw), int(index)])
-          return fit(img, self.image_shape[0], self.train_crop, rng)
-        return fit(img, self.image_shape[0], 'centre')
+        return host_crop(img, self.image_shape[0], split, self.train_crop,
+                         self.seed, draw, index)
     except (OSError, ValueError) as e:  # truncated or not an image
       raise ValueError(f'cannot decode {path} ({e}): replace or remove the '
                        'file') from None

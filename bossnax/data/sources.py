@@ -89,7 +89,7 @@ TFDS_EXTRA = ('preparing a tfds dataset needs TensorFlow: pip install -r '
               'requirements-tfds.txt')
 
 
-def _from_tfds(cfg):
+def _from_tfds(cfg, seed=0):
   try:
     import tensorflow_datasets as tfds  # heavy import, only when asked for
   except ImportError as e:
@@ -131,7 +131,7 @@ def _from_tfds(cfg):
   num_classes = NUM_CLASSES.get(name) or builder.info.features[
       'label'].num_classes
   if name == 'imagenet2012':
-    return lazy_tfds_source(builder, cfg, splits, num_classes)
+    return lazy_tfds_source(builder, cfg, seed, splits, num_classes)
   arrays = {}
   for s, src in splits.items():
     items = [src[i] for i in range(len(src))]
@@ -145,8 +145,9 @@ def _from_tfds(cfg):
   return ArraySource(name, *(arrays[k] for k in _KEYS), num_classes)
 
 
-def lazy_tfds_source(builder, cfg, splits=None, num_classes=None):
-  """A TfdsSource over a prepared builder (decoding on request)."""
+def lazy_tfds_source(builder, cfg, seed=0, splits=None, num_classes=None):
+  """A TfdsSource over a prepared builder (decoding on request); `seed`
+  (the run's) seeds the random train crops."""
   import tensorflow_datasets as tfds
   names = {s: getattr(cfg, f'{s}_split') for s in ('train', 'test')}
   splits = splits or {s: builder.as_data_source(split=n)
@@ -157,8 +158,7 @@ def lazy_tfds_source(builder, cfg, splits=None, num_classes=None):
             for s, n in names.items()}
   num_classes = num_classes or builder.info.features['label'].num_classes
   return TfdsSource(cfg.name, splits, num_classes, cfg.image_size,
-                    cfg.get('train_crop', 'resize'), cfg.get('seed', 0),
-                    labels)
+                    cfg.get('train_crop', 'resize'), seed, labels)
 
 
 class TfdsSource:
@@ -201,18 +201,13 @@ class TfdsSource:
     state['_labels'] = {}
     return state
 
-  def _fit(self, split, index, image, draw):
-    from PIL import Image
-    from bossnax.data.folder import fit
-    img = Image.fromarray(np.asarray(image))
-    if split != 'train':
-      return fit(img, self.image_shape[0], 'centre')
-    rng = np.random.default_rng([self.seed, int(draw or 0), int(index)])
-    return fit(img, self.image_shape[0], self.train_crop, rng)
-
   def get(self, split, indices, draw=None):
+    from PIL import Image
+    from bossnax.data.folder import host_crop
     items = [self._splits[split][int(i)] for i in indices]
-    x = np.stack([self._fit(split, i, it['image'], draw)
+    x = np.stack([host_crop(Image.fromarray(np.asarray(it['image'])),
+                            self.image_shape[0], split, self.train_crop,
+                            self.seed, draw, i)
                   for i, it in zip(indices, items)]).astype(np.uint8)
     return x, np.array([it['label'] for it in items], np.int32)
 
@@ -329,7 +324,7 @@ def make_source(cfg, seed=0):
     src = FolderSource(cfg.path, cfg.image_size, cfg.get('train_crop',
                                                          'resize'), seed)
   elif kind == 'tfds':
-    src = _from_tfds(cfg)
+    src = _from_tfds(cfg, seed)
   elif kind == 'synthetic':
     src = _synthetic(cfg)
   else:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
 import os
@@ -55,7 +56,6 @@ def read_scores(path):
 def _read_benchmark_json(path):
   """{arch string: top-1} of a benchmark JSON such as
   ../shared/benchmarks/mbconv_23_archs_imagenet.json."""
-  import json
   try:
     with open(path) as f:
       rows = json.load(f)['architectures']
@@ -93,15 +93,20 @@ def log_channels(arch):
     return None
 
 
+@functools.cache
+def _mbconv_space():
+  from bossnax.spaces.mbconv import MBConvSpace
+  return MBConvSpace()
+
+
 def log_hidden(arch):
   """Sum of log hidden widths of an MBConv architecture string (BossNAS
   layout), the channel-count proxy of that space; None for other strings."""
   if '|' not in arch:
     return None
   from bossnax.spaces import mbconv_layouts as L
-  from bossnax.spaces.mbconv import MBConvSpace
+  space = _mbconv_space()
   try:
-    space = MBConvSpace()
     ops = space.ops(space.from_string(arch))
   except ValueError:
     return None

@@ -13,7 +13,8 @@ import sys
 pid, nproc, port, npz, out = sys.argv[1:6]
 pid, nproc = int(pid), int(nproc)
 os.environ['XLA_FLAGS'] = (
-    f'--xla_force_host_platform_device_count={4 // nproc}')
+    f'--xla_force_host_platform_device_count={4 // nproc} '
+    '--xla_backend_optimization_level=0')  # as tests/conftest.py
 os.environ['JAX_PLATFORMS'] = 'cpu'
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

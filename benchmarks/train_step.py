@@ -53,7 +53,7 @@ def main(argv):
   images = parallel.global_batch(mesh, local, batch_axis=1)
   step = trainer.step_fn(block)
   tic = time.perf_counter()
-  compiled = step.lower(state, images, key, archs).compile()
+  compiled = step.lower(state, images, key, archs, None).compile()
   compile_s = time.perf_counter() - tic
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
@@ -69,17 +69,17 @@ def main(argv):
   if flags['compile_only'].lower() in ('1', 'true'):
     return
   for _ in range(warmup):
-    state, m = compiled(state, images, key, archs)
+    state, m = compiled(state, images, key, archs, None)
   jax.block_until_ready(state)
   tic = time.perf_counter()
   for _ in range(steps):
-    state, m = compiled(state, images, key, archs)
+    state, m = compiled(state, images, key, archs, None)
   jax.block_until_ready(state)
   dt = (time.perf_counter() - tic) / steps
   if flags['profile_dir']:  # a few more steps under the profiler
     with jax.profiler.trace(flags['profile_dir'], create_perfetto_trace=True):
       for _ in range(3):
-        state, m = compiled(state, images, key, archs)
+        state, m = compiled(state, images, key, archs, None)
       jax.block_until_ready(state)
   n = t.batch_size * t.accum_steps
   print(f'device: {jax.devices()[0].device_kind} x{mesh.devices.size}')

@@ -50,7 +50,9 @@ def search_config() -> ml_collections.ConfigDict:
   """Every key of a search run (one schema for all spaces and datasets),
   with the NATS-Bench CIFAR-10 paper defaults."""
   c = ml_collections.ConfigDict()
-  c.method = 'bossnas'  # the training method, see bossnax/methods/
+  # The training method (bossnax/methods/, docs/methods.md): bossnas |
+  # single_path | supervised | dna
+  c.method = 'bossnas'
   c.seed = 0
   c.dtype = 'float32'  # 'bfloat16': bf16 compute, f32 params and optimiser
   c.num_devices = 0  # 0 = all devices
@@ -76,6 +78,13 @@ def search_config() -> ml_collections.ConfigDict:
 
   c.data = data_config()
 
+  # method=dna: the frozen teacher (an exported spec.json + weights/, or a
+  # finished bossnax.retrain workdir) and the student's projection to its
+  # widths: 'auto' (where widths differ or are searched) | 'conv' | 'none'.
+  c.distill = ml_collections.ConfigDict()
+  c.distill.teacher = ''
+  c.distill.projection = 'auto'
+
   c.augment = ml_collections.ConfigDict()
   c.augment.ops = 'crop_flip'  # official NATS views; BYOL: 'rrc,flip,color,gray,blur,solarize'
   c.augment.pad = 4
@@ -87,7 +96,14 @@ def search_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global batch of one micro-step
   c.train.accum_steps = 4  # effective batch = batch_size * accum_steps
+  c.train.optimizer = 'lars'  # lars | sgd | adamw | adam (L2 decay, DNA's)
+  c.train.adam_eps = 1e-8
   c.train.lr = 0.48  # LARS lr at lr_batch, scaled by lr_scaling
+  c.train.block_lr = ()  # one lr per block replacing train.lr (DNA's), () = none
+  # 'cosine' (warm-up then cosine to 0 over the block) | 'exponential'
+  # (x lr_decay_rate per epoch, stepwise: DNA's)
+  c.train.schedule = 'cosine'
+  c.train.lr_decay_rate = 0.9
   c.train.lr_batch = 4096
   c.train.lr_scaling = 'linear'  # to the effective batch: linear | sqrt | none
   # > 0: the sum of a block's learning rates instead (sets the peak; under
@@ -114,6 +130,7 @@ def search_config() -> ml_collections.ConfigDict:
   c.train.cache_prefix = True  # finished blocks' output once per step, not per path
   c.train.views_per_path = False  # True: each path gets its own view pair
   c.train.ema_base = 0.99
+  c.train.label_smoothing = 0.0  # method=supervised: its cross-entropy's
   c.train.log_every_steps = 20
   c.train.checkpoint_every_steps = 200
   c.train.keep_checkpoints = 3
@@ -143,6 +160,14 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.truth_file = ''  # CSV with arch + accuracy: correlations at the end
   c.search.top_k = 10  # architectures printed and written to ranking.json
   c.search.seed = 1234  # fixes the validation view pairs
+  # How a block's paths are scored: 'objective' (the method's own score:
+  # BossNAS's population centre) | 'linear' (supervised linear evaluation:
+  # the supernet frozen, one linear classifier per block trained over
+  # sampled paths, validation cross-entropy; bossnax/engine/linear_probe.py)
+  c.search.evaluator = 'objective'
+  c.search.linear_steps = 100  # steps of the linear classifier per block
+  c.search.linear_optimizer = 'sgd'  # with train.momentum, no weight decay
+  c.search.linear_lr = 0.1  # constant after no warm-up, cosine to 0
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.mode = 'auto'  # 'auto' | 'on' | 'off'
@@ -330,3 +355,30 @@ def mbconv_base():
   c.search.archs_file = MBCONV_BENCHMARK  # scores.csv: these 23 + the best
   c.search.truth_file = MBCONV_BENCHMARK
   return c
+
+
+# -- DNA (method=dna) -----------------------------------------------------------
+
+# DNA's search settings, from its official release (changlin31/DNA,
+# searching/initialize/train_pipeline.yaml): Adam (eps 1e-8, weight decay
+# 1e-4 added to the gradient), one learning rate per stage at batch 64 x 8
+# GPUs, x0.9 per epoch (step schedule, no warm-up), 20 epochs per stage,
+# uniform single paths, a pool of the 3 best per stage, BN recalibrated
+# before evaluation. Their augmentation (timm: colour jitter 0.4, random
+# erasing 0.5) is not reproduced: the config's own views are used.
+DNA_BLOCK_LR = (0.002, 0.005, 0.005, 0.005, 0.005, 0.002)
+
+
+def dna_official(c):
+  """DNA's optimisation and search settings on config `c` (method=dna)."""
+  c.method = 'dna'
+  t = c.train
+  t.optimizer, t.adam_eps, t.weight_decay = 'adam', 1e-8, 1e-4
+  t.lr_batch, t.lr_scaling = 64 * 8, 'linear'
+  t.block_lr = DNA_BLOCK_LR
+  t.schedule, t.lr_decay_rate, t.warmup_epochs = 'exponential', 0.9, 0.0
+  t.epochs_per_block = 20
+  t.accum_steps = 1
+  t.paths_per_step, t.fair = 1, False
+  c.search.top_n = 3
+  c.search.recalibrate_bn = True

@@ -40,10 +40,10 @@ def rescore(config, workdir, out):
       raise ValueError(f'the run in {workdir} stopped in block '
                        f"{meta['block'] + 1} of {K}: finish it with "
                        'python -m bossnax.main first')
-    val, val_w, calib = run.search_images()
+    val, val_w, calib, val_y = run.search_images()
     new_meta, diff = run.searcher.rescore(
-        meta, lambda k, prefix: run.evaluator.score_block(
-            state, k, prefix, val, calib, val_w))
+        meta, lambda k, prefix: run.scorer.score_block(
+            state, k, prefix, val, calib, val_w, val_y))
   finally:
     run.close()
   os.makedirs(out, exist_ok=True)

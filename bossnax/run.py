@@ -29,6 +29,7 @@ from bossnax.data.pipeline import Batches
 from bossnax.data.sources import make_source, validation_split
 from bossnax.engine.errors import out_of_memory_names
 from bossnax.engine.evaluator import Evaluator
+from bossnax.engine.linear_probe import EVALUATORS, LinearProbe
 from bossnax.engine.loop import train_steps
 from bossnax.engine.supernet import Trainer
 from bossnax.methods import build_method
@@ -63,23 +64,37 @@ class Run:
                            self.source.image_shape)
     self.evaluator = Evaluator(config, self.space, self.trainer.model,
                                self.method.objective, self.mesh)
+    # What scores a block: the method's objective, or a linear probe.
+    self.scorer = self._scorer()
     self.ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'),
                              max_to_keep=t.keep_checkpoints, format=FORMAT)
     self.writer = MetricWriter(workdir) if write_metrics else None
 
+  def _scorer(self):
+    which = self.config.search.get('evaluator', 'objective')
+    if which not in EVALUATORS:
+      raise ValueError(f'search.evaluator={which!r}: use one of '
+                       f'{", ".join(EVALUATORS)}')
+    if which == 'objective':
+      return self.evaluator
+    return LinearProbe(self.config, self.space, self.mesh, self.batches,
+                       self.source.image_shape)
+
   # -- inputs of the search ---------------------------------------------------
   def search_images(self):
-    """(validation images, their weights, calibration images): this
-    process's share, the validation set padded to whole batches."""
+    """(validation images, their weights, calibration images, validation
+    labels): this process's share, the validation set padded to whole
+    batches."""
     s = self.config.search
     split = validation_split(self.source)
     n_val = self.source.num_examples(split)
     n = min(n_val, s.num_images) if s.num_images else n_val
     idx, weights = padded_indices(n, s.batch_size)
-    val, _ = self.source.get(split, process_share(idx, s.batch_size))
+    val, labels = self.source.get(split, process_share(idx, s.batch_size))
     calib, _ = self.source.get('train', process_share(
         np.arange(s.calib_batch), s.calib_batch))
-    return val, process_share(weights, s.batch_size), calib
+    return (val, process_share(weights, s.batch_size), calib,
+            np.asarray(labels, np.int32))
 
   def restore(self):
     """(next save id, state, meta) of the newest checkpoint, or None."""
@@ -119,7 +134,7 @@ class Run:
       save_id += 1
     key = jax.device_put(jax.random.key(self.config.seed),
                          parallel.replicated(self.mesh))
-    val, val_w, calib = self.search_images()
+    val, val_w, calib, val_y = self.search_images()
 
     for i in range(meta['block'], len(stages)):
       stage = stages[i]
@@ -134,19 +149,26 @@ class Run:
 
       def load(step, prefixes=prefixes, k=k, sampler=sampler, sl=sl,
                table=table):
-        local = self.batches.get_batch(step)['image']
-        local = local.reshape(t.accum_steps, -1, *local.shape[1:])
+        got = self.batches.get_batch(step)
+        micro = lambda x: parallel.global_batch(
+            self.mesh, x.reshape(t.accum_steps, -1, *x.shape[1:]),
+            batch_axis=1)
         # Prefix pool of size n: each step trains after one of its members.
         archs = np.tile(prefixes[step % len(prefixes)], (t.paths_per_step, 1))
         archs[:, sl] = sampler.sample(k, step, table)
-        return (parallel.global_batch(self.mesh, local, batch_axis=1), archs)
+        # Labels reach the step only for objectives that read them: the
+        # self-supervised ones cannot depend on them.
+        labels = (micro(np.asarray(got['label'], np.int32))
+                  if self.method.objective.uses_labels else None)
+        return micro(got['image']), archs, labels
 
       def save(step, state, i=i):
         meta.update(block=i, block_step=step, sampler=sampler.state_dict())
         checkpoint(state, meta)
 
       state = train_steps(
-          lambda step, state, batch: step_fn(state, batch[0], key, batch[1]),
+          lambda step, state, batch: step_fn(state, batch[0], key, batch[1],
+                                             batch[2]),
           state, load, start, S, writer=self.writer,
           desc=f'block {k + 1}/{self.space.num_blocks}',
           log_every=t.log_every_steps,
@@ -171,8 +193,8 @@ class Run:
               f'lower --config.search.batch_size={s.batch_size} or '
               f'--config.search.path_chunk={s.path_chunk} (block {k} is '
               'trained and checkpointed)'):
-            out = self.evaluator.score_block(state, k, prefix, val, calib,
-                                             val_w)
+            out = self.scorer.score_block(state, k, prefix, val, calib,
+                                          val_w, val_y)
           log.info('block %d: scored %d paths in %.1fs', k, len(out[0]),
                    time.time() - tic)
           return out

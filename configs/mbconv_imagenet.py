@@ -7,6 +7,9 @@ r"""BossNAS on the MBConv space, ImageNet (the paper's ranking study).
 18 searched layers in 5 blocks, 4 candidates each (docs/mbconv.md). As in
 the paper, 50 images per class are held out of the training set for the
 search; BYOL's augmentations make a view pair per path.
+
+':dna' is DNA on its own MBConv layout with its official settings
+(defaults.dna_official), given a teacher of that layout's widths.
 """
 
 from bossnax import defaults
@@ -21,7 +24,15 @@ def get_config(preset: str = ''):
   c.search.num_images = 10000
   c.search.batch_size = 256
   c.search.calib_batch = 256
-  if preset:
+  if preset == 'dna':
+    # DNA's own space (6 stages, 6 candidates, no shortcut on downsampling
+    # layers) and settings; the teacher: --config.distill.teacher=DIR
+    c.space.layout = 'dna'
+    defaults.dna_official(c)
+    c.augment.ops = 'rrc,flip,color'
+    # the 23 benchmark networks are of the BossNAS layout
+    c.search.archs_file = c.search.truth_file = ''
+  elif preset:
     raise ValueError(f'unknown preset {preset!r}: mbconv_imagenet.py has '
-                     'none; configs/mbconv_cifar.py runs on CIFAR')
+                     ':dna; configs/mbconv_cifar.py runs on CIFAR')
   return c

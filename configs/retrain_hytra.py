@@ -6,8 +6,10 @@ epochs then cosine to 1e-5, label smoothing 0.1, mixup 0.8 / cutmix 1.0:
   python -m bossnax.retrain --config=configs/retrain_hytra.py \
       --config.arch=BossNet-T0 --config.data.data_dir=/data/tfds --workdir=DIR
 
-Presets: ':cifar' (the embedded real CIFAR-10 subset, 32x32, 10 classes) and
-':tiny' (seconds on a CPU, for tests; a tiny NATS net for now).
+Presets: ':cifar' (the embedded real CIFAR-10 subset, 32x32, 10 classes),
+':tiny' (seconds on a CPU, for tests; a tiny NATS net for now), ':nats' and
+':nats_quick' (the widest NATS network, DNA's teacher on NATS: 32x32, or 16x16
+as configs/nats_cifar10.py:quick searches; docs/methods.md).
 """
 
 import ml_collections
@@ -89,9 +91,11 @@ def get_config(preset: str = ''):
         'base_width': 4, 'heads': (1, 2)})
     c.arch = 'BossNet-T0'
     c.data.image_size = 16
+  elif preset in ('nats', 'nats_quick'):
+    _nats_teacher(c, quick=preset == 'nats_quick')
   elif preset:
     raise ValueError(f'unknown preset {preset!r}: use retrain_hytra.py:cifar, '
-                     ':tiny or :tiny_hytra')
+                     ':tiny, :tiny_hytra, :nats or :nats_quick')
   return c
 
 
@@ -134,3 +138,28 @@ def _tiny(c):
   c.train.eval_every_epochs = 1
   c.train.checkpoint_every_steps = 3
   c.eval.batch_size = 128
+
+
+def _nats_teacher(c, quick):
+  """The widest NATS-Bench network (64:64:64:64:64) on the embedded CIFAR-10
+  subset: the teacher of method=dna on NATS. ':nats_quick' trains it at the
+  16x16 resolution of nats_cifar10.py:quick, on the same 512 images, in a
+  few CPU minutes."""
+  _cifar(c)
+  c.space = ml_collections.ConfigDict({'name': 'nats', 'num_classes': 10})
+  c.arch = '64:64:64:64:64'
+  c.augment.ops = 'crop_flip'  # the search's views
+  c.train.batch_size = 128
+  c.train.epochs = 30
+  c.train.warmup_epochs = 1.0
+  c.train.mixup_alpha = 0.0
+  c.train.cutmix_alpha = 0.0
+  c.train.log_every_steps = 10
+  c.train.eval_every_epochs = 5
+  c.eval.batch_size = 500
+  if quick:
+    c.data.image_size = 16
+    c.data.train_images = 512
+    c.train.batch_size = 32
+    c.train.epochs = 4
+    c.train.eval_every_epochs = 4

@@ -3,7 +3,8 @@ of them unless a test is about sharding. Compiled programs are kept in a
 persistent cache shared by the session's processes (xdist workers and the
 subprocess tests).
 
-Shared helpers: `tiny_config`, `trainer`, `sample_archs`, `run_steps`; the
+Shared helpers: `tiny_config`, `trainer`, `sample_archs`, `run_steps`,
+`write_teacher`; the
 session fixture `tiny_run` is one finished tiny search that the golden,
 resume, rescore and export tests all read."""
 
@@ -91,8 +92,29 @@ def run_steps(tr, block, steps, prefix=None, state=None):
   key = jax.random.key(0)
   for s in range(steps):
     state, metrics = tr.step_fn(block)(state, batch(tr, seed=s), key,
-                                       sample_archs(tr, block, s, prefix))
+                                       sample_archs(tr, block, s, prefix), None)
   return jax.device_get(state), jax.device_get(metrics)
+
+
+def write_teacher(config, arch_text, out, seed=1):
+  """An exported standalone network of `config`'s space (random weights) at
+  `out`, as a method=dna teacher; returns `out`."""
+  import json
+  import jax
+  import jax.numpy as jnp
+  from bossnax import export
+  from bossnax.nn import grouping
+  from bossnax.spaces import make_space
+  space = make_space(config.space)
+  arch = space.from_string(arch_text)
+  net, vec = space.standalone(arch)
+  v = grouping.init(net, jax.random.key(seed), jnp.zeros((2, 32, 32, 3)),
+                    jnp.asarray(vec), mode='train', output='logits')
+  out.mkdir(parents=True, exist_ok=True)
+  (out / 'spec.json').write_text(json.dumps(export.make_spec(
+      config.space, space, arch)))
+  export.save_weights(out / 'weights', v)
+  return out
 
 
 def run_search(config, workdir):

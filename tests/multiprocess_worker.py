@@ -60,7 +60,7 @@ archs = lambda s: np.concatenate(
 for step in range(3):
   local = batches.get_batch(step)['image'][None]
   images = parallel.global_batch(mesh, local, batch_axis=1)
-  state, metrics = trainer.step_fn(0)(state, images, key, archs(step))
+  state, metrics = trainer.step_fn(0)(state, images, key, archs(step), None)
 params = jax.tree_util.tree_flatten_with_path(state['params'])[0]
 if jax.process_index() == 0:
   np.savez(out, **{jax.tree_util.keystr(k): np.asarray(v) for k, v in params})

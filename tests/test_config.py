@@ -44,8 +44,9 @@ PRESETS = {  # every config file and its presets
     'hytra_cifar.py': ('', 'real', 'tiny'),
     'hytra_imagenet.py': ('',),
     'mbconv_cifar.py': ('', 'quick', 'tiny'),
-    'mbconv_imagenet.py': ('',),
-    'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra'),
+    'mbconv_imagenet.py': ('', 'dna'),
+    'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra', 'nats',
+                         'nats_quick'),
 }
 
 
@@ -58,14 +59,15 @@ def test_presets_list_every_config_file():
 def test_every_config_file_loads(name, preset):
   spec = f'{ROOT / "configs" / name}' + (f':{preset}' if preset else '')
   c, _ = parse_args([f'--config={spec}'], {})
-  tiny_nats = (name, preset) == ('retrain_hytra.py', 'tiny')
+  tiny_nats = name == 'retrain_hytra.py' and preset in ('tiny', 'nats',
+                                                        'nats_quick')
   assert c.space.name == ('nats' if name.startswith('nats') or tiny_nats
                           else name.split('_')[0] if name.startswith(
                               'mbconv') else 'hytra')
   if name.startswith('retrain'):
     assert 'method' not in c
   else:  # one schema for every search run (the space's fields aside)
-    assert c.method == 'bossnas'
+    assert c.method == ('dna' if preset == 'dna' else 'bossnas')
     search_keys = lambda c: {k for k in flat_keys(c)
                              if not k.startswith('space.')}
     assert search_keys(c) == search_keys(defaults.search_config())

@@ -48,7 +48,7 @@ def one_step(config, source):
   state = tr.start_block(tr.init_state(0), 0)
   archs = sample_archs(tr, 0, 0, np.zeros(tr.space.num_layers, np.int32))
   _, metrics = tr.step_fn(0)(state, parallel.global_batch(
-      tr.mesh, x[None], batch_axis=1), jax.random.key(0), archs)
+      tr.mesh, x[None], batch_axis=1), jax.random.key(0), archs, None)
   assert np.isfinite(float(metrics['loss']))
 
 
@@ -181,7 +181,7 @@ def test_the_search_validates_on_the_held_out_images(tmp_path):
   c.search.num_images = 16
   run = Run(c, str(tmp_path), write_metrics=False)
   try:
-    val, _, _ = run.search_images()
+    val = run.search_images()[0]
   finally:
     run.close()
   want = run.source.get('val', np.arange(16))[0]

@@ -38,7 +38,7 @@ def setup():
       0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
   images = parallel.global_batch(mesh, images, batch_axis=1)
   state, metrics = trainer.step_fn(0)(state0, images, jax.random.key(0),
-                                      PATH)
+                                      PATH, None)
   return c, space, trainer, state, att_before, float(metrics['loss'])
 
 
@@ -230,7 +230,7 @@ def test_remat_step_equals_plain_step_hytra(setup):
   images = np.random.default_rng(0).integers(
       0, 255, (1, 16, SIZE, SIZE, 3), dtype=np.uint8)
   images = parallel.global_batch(trainer.mesh, images, batch_axis=1)
-  args = (state0, images, jax.random.key(0), PATH)
+  args = (state0, images, jax.random.key(0), PATH, None)
   jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (trainer, remat)]
   assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1], [
       j.count('remat') for j in jaxprs]

@@ -163,7 +163,7 @@ def test_a_block_trains_and_scores_through_the_engine(tiny):
   assert sorted(archs[:, 0].tolist()) == [0, 1, 2, 3]  # fair
   before = jax.device_get(init)
   state, metrics = tr.step_fn(0)(init, batch(tr, size=16), jax.random.key(0),
-                                 archs)
+                                 archs, None)
   state = jax.device_get(state)
   assert np.isfinite(float(metrics['loss']))
   mask = block_mask(before['params'], 0)

@@ -11,12 +11,13 @@ from bossnax import parallel
 from bossnax.engine.evaluator import Evaluator
 from bossnax.methods import METHODS, build_method
 from bossnax.spaces import make_space
-from conftest import run_steps, tiny_config, trainer
+from conftest import run_steps, tiny_config, trainer, write_teacher
 
 
-def test_every_method_builds_a_block_by_block_plan():
+def test_every_method_builds_a_block_by_block_plan(tmp_path):
   c = tiny_config()
   space = make_space(c.space)
+  c.distill.teacher = str(write_teacher(c, '8:8:8:8:8', tmp_path / 't'))
   for name in METHODS:
     c.method = name
     m = build_method(c, space)

@@ -117,9 +117,10 @@ def test_a_block_compiles_its_step_once(tr):
   state = tr.start_block(tr.init_state(0), 2)
   step, key = tr.step_fn(2), jax.random.key(0)
   prefix = np.array([1, 0, 1, 0, 0])
-  state, _ = step(state, batch(tr, seed=0), key, sample_archs(tr, 2, 0, prefix))
+  state, _ = step(state, batch(tr, seed=0), key, sample_archs(tr, 2, 0, prefix),
+                  None)
   compiled = step._cache_size()
-  step(state, batch(tr, seed=1), key, sample_archs(tr, 2, 1, prefix))
+  step(state, batch(tr, seed=1), key, sample_archs(tr, 2, 1, prefix), None)
   assert step._cache_size() == compiled
 
 
@@ -173,7 +174,8 @@ def test_remat_equals_plain(tr):
   prefix = np.zeros(5, np.int32)
   _close(_loss_and_grads(tr, 0, prefix), _loss_and_grads(remat, 0, prefix))
   state = tr.start_block(tr.init_state(0), 0)
-  args = (state, batch(tr), jax.random.key(0), sample_archs(tr, 0, 0, prefix))
+  args = (state, batch(tr), jax.random.key(0), sample_archs(tr, 0, 0, prefix),
+          None)
   jaxprs = [str(t.step_fn(0).trace(*args).jaxpr) for t in (tr, remat)]
   assert 'remat' not in jaxprs[0] and 'remat' in jaxprs[1]
 

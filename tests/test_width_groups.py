@@ -70,7 +70,7 @@ def test_grouped_step_trains():
   x = parallel.global_batch(t.mesh, np.random.default_rng(0).integers(
       0, 255, (1, 16, 32, 32, 3), np.uint8), batch_axis=1)
   state, m = t.step_fn(0)(state, x, jax.random.key(0),
-                          sample_archs(t, 0, 0, np.zeros(5, np.int32)))
+                          sample_archs(t, 0, 0, np.zeros(5, np.int32)), None)
   assert np.isfinite(float(m['loss']))
   moved = jax.tree.map(lambda a, b: bool(np.any(a != b)), before,
                        jax.device_get(state['params']))

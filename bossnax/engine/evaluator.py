@@ -114,9 +114,10 @@ def calibrate(spec: ScoreSpec, state, archs, calib):
                                for g in per_group]
 
 
-def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w):
+def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w, y):
   """Per-path score loss summed over this batch of view pairs (weights w:
-  0 for padding): [P], in the order of `archs`."""
+  0 for padding; labels y, read only by the objectives that use labels):
+  [P], in the order of `archs`."""
   prefix_stats, per_group = stats
   start = spec.block > 0
   sides = spec.objective.score_sides(state)
@@ -152,7 +153,7 @@ def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w):
     if len(outs) == 1:
       return cat
     return jax.tree.map(lambda x: jnp.zeros_like(x).at[order].set(x), cat)
-  return spec.objective.score(run, w)
+  return spec.objective.score(run, w, labels=y)
 
 
 @functools.lru_cache(maxsize=None)
@@ -164,7 +165,7 @@ def compiled_scorer(spec: ScoreSpec, mesh):
   return (jax.jit(functools.partial(calibrate, spec),
                   in_shardings=(rep, rep, data), out_shardings=rep),
           jax.jit(functools.partial(losses, spec),
-                  in_shardings=(rep, rep, rep, data, data, data),
+                  in_shardings=(rep, rep, rep, data, data, data, data),
                   out_shardings=rep))
 
 
@@ -202,6 +203,9 @@ class Evaluator:
     self.objective, self.mesh = objective, mesh
     self.view_fn = augment.make_view_fn(
         ml_collections.FrozenConfigDict(config.augment))
+    a = config.augment
+    self.clean_view = jax.jit(functools.partial(
+        augment.eval_view, mean=tuple(a.mean), std=tuple(a.std)))
 
   def spec(self, block, table) -> ScoreSpec:
     s = self.config.search
@@ -213,11 +217,14 @@ class Evaluator:
                      s.path_chunk, bool(s.recalibrate_bn))
 
   # -- fixed inputs -----------------------------------------------------------
-  def view_pairs(self, images: np.ndarray, batch_size: int, weights=None):
+  def view_pairs(self, images: np.ndarray, batch_size: int, weights=None,
+                 labels=None):
     """Fixed view pairs, batch by batch: same seed, same views every call.
 
-    Yields (v1, v2, w); `images` (and `weights`, 1 = real image) are this
-    host's part, padded here to whole batches with weight 0.
+    Yields (v1, v2, w, y); `images` (and `weights`, 1 = real image, and
+    `labels`, zeros when None) are this host's part, padded here to whole
+    batches with weight 0. Objectives scored on clean images
+    (`score_views='clean'`) get the normalised images as both views, once.
     """
     key = jax.random.split(jax.random.key(self.config.search.seed))[0]
     local = batch_size // jax.process_count()
@@ -225,15 +232,21 @@ class Evaluator:
     images = images[idx]
     weights = pad_w if weights is None else np.where(
         pad_w > 0, np.asarray(weights, np.float32)[idx], 0.0)
+    labels = (np.zeros(len(idx), np.int32) if labels is None else
+              np.asarray(labels, np.int32)[idx])
+    clean = self.objective.score_views == 'clean'
     # search.view_pairs > 1: more fixed pairs per image (the first is the
     # same as with one); a path's score is its mean loss over all pairs.
-    for r in range(self.config.search.view_pairs):
+    for r in range(1 if clean else self.config.search.view_pairs):
       kr = key if r == 0 else jax.random.fold_in(
           jax.random.fold_in(key, 2**31 - 1), r)
       for b, start in enumerate(range(0, images.shape[0], local)):
-        x = parallel.global_batch(self.mesh, images[start:start + local])
-        w = parallel.global_batch(self.mesh, weights[start:start + local])
-        yield (*self.view_fn(jax.random.fold_in(kr, b), x), w)
+        part = lambda a, start=start: parallel.global_batch(
+            self.mesh, a[start:start + local])
+        x, w, y = part(images), part(weights), part(labels)
+        views = ((self.clean_view(x),) * 2 if clean else
+                 self.view_fn(jax.random.fold_in(kr, b), x))
+        yield (*views, w, y)
 
   def calib_input(self, images: np.ndarray):
     """The fixed recalibration batch: both training views of fixed images."""
@@ -252,7 +265,7 @@ class Evaluator:
 
   # -- scoring ----------------------------------------------------------------
   def score_archs(self, state, block, archs, val_images, calib_images,
-                  val_weights=None):
+                  val_weights=None, val_labels=None):
     """Mean score loss per path of `archs` [P, L] (they share blocks before
     `block`); lower is better."""
     archs = np.asarray(archs, np.int32)
@@ -261,22 +274,22 @@ class Evaluator:
     archs_dev = jnp.asarray(archs)
     stats = calib_fn(state, archs_dev, self.calib_input(calib_images))
     total, count = 0.0, 0.0
-    for v1, v2, w in self.view_pairs(val_images,
-                                     self.config.search.batch_size,
-                                     val_weights):
-      total = total + loss_fn(state, stats, archs_dev, v1, v2, w)
+    for v1, v2, w, y in self.view_pairs(val_images,
+                                        self.config.search.batch_size,
+                                        val_weights, val_labels):
+      total = total + loss_fn(state, stats, archs_dev, v1, v2, w, y)
       count = count + w.sum()
     return np.asarray(total) / float(count)
 
   def score_block(self, state, block, prefix, val_images, calib_images,
-                  val_weights=None):
+                  val_weights=None, val_labels=None):
     """(table [P, L_k], mean loss per path [P]) for block `block`."""
     table, archs = self.block_archs(block, prefix)
     return table, self.score_archs(state, block, archs, val_images,
-                                   calib_images, val_weights)
+                                   calib_images, val_weights, val_labels)
 
   def score_block_loop(self, state, block, prefix, val_images, calib_images,
-                       val_weights=None):
+                       val_weights=None, val_labels=None):
     """The same scores, one path at a time in Python: every path from the
     image (no shared prefix), full width, recalibrated on its own."""
     s = self.config.search
@@ -287,12 +300,13 @@ class Evaluator:
     sides = self.objective.score_sides(state)
     per_path = [[stats_fn(p, st, a, calib) for p, st in sides] for a in archs]
     totals, count = np.zeros(len(archs)), 0.0
-    for v1, v2, w in self.view_pairs(val_images, s.batch_size, val_weights):
+    for v1, v2, w, y in self.view_pairs(val_images, s.batch_size,
+                                        val_weights, val_labels):
       def run(side, fn):
         outs = [fn(lambda x, a=a, st=st: apply_fn(sides[side][0], st[side],
                                                    x, a), (v1, v2), i)
                 for i, (a, st) in enumerate(zip(archs, per_path))]
         return jax.tree.map(lambda *x: jnp.stack(x), *outs)
-      totals += np.asarray(self.objective.score(run, w))
+      totals += np.asarray(self.objective.score(run, w, labels=y))
       count += float(w.sum())
     return table, totals / count

@@ -105,17 +105,19 @@ def keep_only(mask) -> optax.GradientTransformation:
 
 
 LR_SCALINGS = ('linear', 'sqrt', 'none')
+SCHEDULES = ('cosine', 'exponential')
 
 
 def peak_lr(tcfg, effective_batch: int, warmup_steps: int,
-            total_steps: int) -> float:
+            total_steps: int, block: int | None = None) -> float:
   """The schedule's peak learning rate.
 
   train.lr_sum > 0 sets the sum of the learning rates over a block's steps
   (under LARS the distance a weight travels follows it): the peak is
   lr_sum / (sum of the unit schedule). Otherwise train.lr at train.lr_batch,
   scaled to the effective batch by train.lr_scaling: 'linear' (x B / B0),
-  'sqrt' (x sqrt(B / B0)) or 'none'."""
+  'sqrt' (x sqrt(B / B0)) or 'none'; train.block_lr (one per block), when
+  set, replaces train.lr for block `block`."""
   rule = tcfg.get('lr_scaling', 'linear')
   if rule not in LR_SCALINGS:
     raise ValueError(f'train.lr_scaling={rule!r}: use one of {LR_SCALINGS}')
@@ -128,15 +130,22 @@ def peak_lr(tcfg, effective_batch: int, warmup_steps: int,
                                               total_steps, 0.0)
     return lr_sum / float(np.sum(np.asarray(unit(np.arange(total_steps)))))
   ratio = effective_batch / tcfg.lr_batch
-  return tcfg.lr * {'linear': ratio, 'sqrt': ratio ** 0.5,
-                    'none': 1.0}[rule]
+  lr = tcfg.lr
+  per_block = tuple(tcfg.get('block_lr', ()))
+  if per_block and block is not None:
+    if block >= len(per_block):
+      raise ValueError(f'train.block_lr={per_block} has no learning rate for '
+                       f'block {block}: give one per block')
+    lr = per_block[block]
+  return lr * {'linear': ratio, 'sqrt': ratio ** 0.5, 'none': 1.0}[rule]
 
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerSpec:
   """Optimiser of one block: linear warm-up then cosine decay of the
-  learning rate from its peak (`peak_lr`)."""
-  name: str = 'lars'  # 'lars' | 'sgd' | 'adamw'
+  learning rate from its peak (`peak_lr`), or ('exponential') the peak
+  times `decay_rate` per epoch, stepwise (DNA's schedule)."""
+  name: str = 'lars'  # 'lars' | 'sgd' | 'adamw' | 'adam'
   peak_lr: float = 0.48
   warmup_steps: int = 0
   total_steps: int = 1
@@ -146,18 +155,32 @@ class OptimizerSpec:
   # LARS: one trust ratio per row of a tensor that stacks a weight per
   # choice (the space's `per_choice_mask`), as separate tensors would have.
   lars_per_row: bool = True
+  schedule_kind: str = 'cosine'  # 'cosine' | 'exponential'
+  decay_rate: float = 0.9  # exponential: per epoch
+  steps_per_epoch: int = 1
+  adam_eps: float = 1e-8
 
   @classmethod
-  def from_config(cls, tcfg, steps_per_epoch: int):
+  def from_config(cls, tcfg, steps_per_epoch: int, block: int | None = None):
+    """The optimiser of `block` (None: any block; only train.block_lr
+    depends on it)."""
     effective = tcfg.batch_size * tcfg.accum_steps
     total = max(1, tcfg.epochs_per_block * steps_per_epoch)
     warmup = min(int(tcfg.warmup_epochs * steps_per_epoch), total - 1)
+    kind = tcfg.get('schedule', 'cosine')
+    if kind not in SCHEDULES:
+      raise ValueError(f'train.schedule={kind!r}: use one of '
+                       f'{", ".join(SCHEDULES)}')
     return cls(name=tcfg.get('optimizer', 'lars'),
-               peak_lr=peak_lr(tcfg, effective, warmup, total),
+               peak_lr=peak_lr(tcfg, effective, warmup, total, block),
                warmup_steps=warmup, total_steps=total,
                momentum=tcfg.momentum, weight_decay=tcfg.weight_decay,
                eta=tcfg.eta,
-               lars_per_row=bool(tcfg.get('lars_per_row', True)))
+               lars_per_row=bool(tcfg.get('lars_per_row', True)),
+               schedule_kind=kind,
+               decay_rate=float(tcfg.get('lr_decay_rate', 0.9)),
+               steps_per_epoch=max(1, int(steps_per_epoch)),
+               adam_eps=float(tcfg.get('adam_eps', 1e-8)))
 
   def lr_sum(self) -> float:
     """Sum of the learning rates over a block's steps."""
@@ -165,6 +188,14 @@ class OptimizerSpec:
         np.arange(self.total_steps)))))
 
   def schedule(self):
+    if self.schedule_kind == 'exponential':
+      decay = optax.exponential_decay(self.peak_lr, self.steps_per_epoch,
+                                      self.decay_rate, staircase=True)
+      if not self.warmup_steps:
+        return decay
+      return optax.join_schedules(
+          [optax.linear_schedule(0.0, self.peak_lr, self.warmup_steps),
+           decay], [self.warmup_steps])
     return optax.warmup_cosine_decay_schedule(
         0.0, self.peak_lr, self.warmup_steps, self.total_steps, 0.0)
 
@@ -186,10 +217,16 @@ class OptimizerSpec:
           optax.add_decayed_weights(self.weight_decay, decay_mask),
           optax.sgd(lr, momentum=self.momentum))
     elif self.name == 'adamw':
-      base = optax.adamw(lr, weight_decay=self.weight_decay, mask=decay_mask)
+      base = optax.adamw(lr, eps=self.adam_eps,
+                         weight_decay=self.weight_decay, mask=decay_mask)
+    elif self.name == 'adam':  # PyTorch's Adam: decay added to the gradient
+      base = optax.chain(
+          optax.add_decayed_weights(self.weight_decay, decay_mask),
+          optax.scale_by_adam(eps=self.adam_eps),
+          optax.scale_by_learning_rate(lr))
     else:
-      raise ValueError(f'train.optimizer={self.name!r}: use lars, sgd or '
-                       'adamw')
+      raise ValueError(f'train.optimizer={self.name!r}: use lars, sgd, adamw '
+                       'or adam')
     return optax.chain(base, keep_only(owned))
 
 
@@ -219,7 +256,7 @@ class TrainSpec:
       raise ValueError(f"dtype {config.dtype!r}: use 'float32' or 'bfloat16'")
     wg.check_training(space, t.paths_per_step, t.width_groups, t.path_chunk)
     return cls(space=space, model=model, objective=objective,
-               optimizer=OptimizerSpec.from_config(t, steps_per_epoch),
+               optimizer=OptimizerSpec.from_config(t, steps_per_epoch, block),
                augment=ml_collections.FrozenConfigDict(config.augment),
                block=block, path_chunk=t.path_chunk,
                width_groups=t.width_groups,
@@ -285,9 +322,11 @@ def _run_group(model, params, stats, archs, views, block, start, per_path,
   return jax.lax.map(lambda a: one(a, *views), archs)
 
 
-def train_step(spec: TrainSpec, state: State, images, key, archs):
+def train_step(spec: TrainSpec, state: State, images, key, archs,
+               labels=None):
   """(new state, metrics) of one step on micro-batches `images` [A, B, ...]
-  for the paths `archs` [K, L]."""
+  for the paths `archs` [K, L]; `labels` [A, B] for the objectives that
+  read them (None for the self-supervised ones)."""
   objective, block = spec.objective, spec.block
   step = state['step']
   _, k_aug = step_keys(key, block, step)
@@ -297,8 +336,8 @@ def train_step(spec: TrainSpec, state: State, images, key, archs):
   params = state['params']
   forward = functools.partial(forward_paths, spec, per_path=per_path)
   grad_fn = jax.value_and_grad(
-      lambda p, st, tg, sl, a, vs: objective.loss(forward, p, st, tg, sl, a,
-                                                  vs), has_aux=True)
+      lambda p, st, tg, sl, a, vs, y: objective.loss(
+          forward, p, st, tg, sl, a, vs, labels=y), has_aux=True)
   chunk = spec.path_chunk if 0 < spec.path_chunk < num else num
   if num % chunk:
     raise ValueError(f'train.path_chunk={chunk} must divide '
@@ -312,9 +351,10 @@ def train_step(spec: TrainSpec, state: State, images, key, archs):
 
   def micro(carry, xs):
     grads, stats, extra = carry
-    imgs, i = xs
+    imgs, i, y = xs
     views = views_of(jax.random.fold_in(k_aug, i), imgs)
-    targets, extra = objective.targets(forward, extra, archs, views)
+    targets, extra = objective.targets(forward, extra, archs, views,
+                                       labels=y)
     slots = jnp.arange(num)
 
     # Online paths in chunks of `path_chunk`: a chunk runs side by side,
@@ -323,7 +363,7 @@ def train_step(spec: TrainSpec, state: State, images, key, archs):
     def one_chunk(carry, xs):
       grads, stats = carry
       a, sl, vs = xs if per_path else (*xs, views)
-      (_, (loss, stats)), g = grad_fn(params, stats, targets, sl, a, vs)
+      (_, (loss, stats)), g = grad_fn(params, stats, targets, sl, a, vs, y)
       return (jax.tree.map(jnp.add, grads, g), stats), loss
 
     if chunk == num:  # no loop: XLA:CPU runs convs inside loops slowly
@@ -341,14 +381,16 @@ def train_step(spec: TrainSpec, state: State, images, key, archs):
   accum = images.shape[0]
   carry = (zeros, state['batch_stats'], state['extra'])
   if accum == 1:  # XLA:CPU runs convolutions inside a loop body slowly
-    carry, loss = micro(carry, (images[0], 0))
+    carry, loss = micro(carry, (images[0], 0, None if labels is None else
+                                labels[0]))
     losses = loss[None]
   else:
-    carry, losses = jax.lax.scan(micro, carry, (images, jnp.arange(accum)))
+    carry, losses = jax.lax.scan(micro, carry,
+                                 (images, jnp.arange(accum), labels))
   grads, stats, extra = carry
   grads = jax.tree.map(lambda g: g / accum, grads)
 
-  owned = block_mask(params, block)
+  owned = objective.train_mask(block_mask(params, block))
   tx = spec.optimizer.make(owned, spec.space.per_choice_mask(params))
   updates, opt_state = tx.update(grads, state['opt_state'], params)
   params = optax.apply_updates(params, updates)
@@ -368,11 +410,13 @@ def train_step(spec: TrainSpec, state: State, images, key, archs):
 @functools.lru_cache(maxsize=None)
 def compiled_step(spec: TrainSpec, mesh):
   """The jitted step of `spec` on `mesh`: state and paths replicated,
-  micro-batches split over the mesh, the state donated."""
+  micro-batches (and their labels) split over the mesh, the state donated.
+  Called step(state, images, key, archs, labels), labels None for the
+  objectives that read none."""
   rep = parallel.replicated(mesh)
   data = parallel.batch_sharding(mesh, batch_axis=1)
   return jax.jit(functools.partial(train_step, spec),
-                 in_shardings=(rep, data, rep, rep),
+                 in_shardings=(rep, data, rep, rep, data),
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
@@ -387,7 +431,8 @@ def init_state(model, objective, space, optimizer: OptimizerSpec,
   arch = jnp.asarray(space.flatten(space.default_arch()))
   x = jnp.zeros((2, *image_shape), jnp.float32)
   variables = grouping.init(model, key, x, arch, block=0, mode='train')
-  params, stats = variables['params'], variables['batch_stats']
+  params, stats = objective.init_variables(variables['params'],
+                                           variables['batch_stats'])
   owned = block_mask(params, 0)
   return {
       'params': params,
@@ -454,6 +499,7 @@ class Trainer:
     return state
 
   def step_fn(self, block: int):
-    """step(state, images [A, B, ...], key, archs [K, L]) of block
-    `block`, jitted (shared by every trainer with the same settings)."""
+    """step(state, images [A, B, ...], key, archs [K, L], labels [A, B] or
+    None) of block `block`, jitted (shared by every trainer with the same
+    settings)."""
     return compiled_step(self.specs[block], self.mesh)

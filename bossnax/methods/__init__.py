@@ -12,7 +12,9 @@ from bossnax.methods.base import Method, Stage
 
 METHODS = {
     'bossnas': 'bossnax.methods.bossnas',
+    'dna': 'bossnax.methods.dna',
     'single_path': 'bossnax.methods.single_path',
+    'supervised': 'bossnax.methods.supervised',
 }
 
 __all__ = ['Method', 'Stage', 'METHODS', 'build_method']

@@ -7,6 +7,8 @@ search. The engine (bossnax/engine/) runs it and never asks which one it is.
 
   ensemble.EnsembleBootstrap      BossNAS: every path predicts the ensemble
   single_path.SinglePathBootstrap each path predicts its own target (BYOL)
+  supervised.BlockSupervised      a classifier per block, cross-entropy
+  distill.Distillation            DNA: regress a frozen teacher's blocks
 """
 
 from bossnax.objectives.base import Objective

@@ -26,6 +26,13 @@ import flax.linen as nn
 @dataclasses.dataclass(frozen=True)
 class Objective:
   name = 'base'
+  # Whether the step and the score read labels: the run hands them over
+  # only then, so a self-supervised objective cannot depend on them.
+  uses_labels = False
+  # What the score sees: 'pairs' of fixed augmented views (the
+  # self-supervised objectives) or the 'clean' normalised images as both
+  # views (the supervised ones).
+  score_views = 'pairs'
 
   # -- model and state -------------------------------------------------------
   def model(self, backbone: nn.Module, num_blocks: int) -> nn.Module:
@@ -38,23 +45,35 @@ class Objective:
     is how the trainer knows who owns them."""
     raise NotImplementedError
 
+  def init_variables(self, params, batch_stats):
+    """(params, batch_stats) of a fresh state from the model's initial ones
+    (a teacher's trained variables go in here); unchanged here."""
+    return params, batch_stats
+
   def init_extra(self, params, batch_stats) -> dict[str, Any]:
     """Extra state carried next to the trained variables (none here)."""
     del params, batch_stats
     return {}
 
   # -- one train step ------------------------------------------------------------
-  def targets(self, forward, extra, archs, views):
+  def targets(self, forward, extra, archs, views, labels=None):
     """(regression targets, new extra state) of one micro-batch, computed
-    without gradient; None when the loss needs none."""
-    del forward, archs, views
+    without gradient; None when the loss needs none. `labels` [B] is None
+    unless `uses_labels`."""
+    del forward, archs, views, labels
     return None, extra
 
-  def loss(self, forward, params, stats, targets, slots, archs, views):
+  def loss(self, forward, params, stats, targets, slots, archs, views,
+           labels=None):
     """(sum of per-path losses, (mean loss, new batch stats)) of the paths
     `archs` [C, L], which are the sampled slots `slots` [C] (a chunk of the
     K paths: index per-path targets with it)."""
     raise NotImplementedError
+
+  def train_mask(self, owned):
+    """The parameters the optimiser updates, from `owned` (the current
+    block's): all of them here."""
+    return owned
 
   def update_extra(self, extra, params, step, total_steps, owned):
     """Extra state after the optimiser step; `owned` masks the current
@@ -76,9 +95,10 @@ class Objective:
     left (any leading axes): unchanged here."""
     return stats
 
-  def score(self, run, weights):
+  def score(self, run, weights, labels=None):
     """Per-path loss summed over one batch of view pairs, [P]; lower is
-    better. `weights` [B] is 0 for padding images."""
+    better. `weights` [B] is 0 for padding images; `labels` [B] are the
+    images' labels (read only where `uses_labels`)."""
     raise NotImplementedError
 
   def variables(self, state, which: str = 'online'):

@@ -124,7 +124,9 @@ class Bootstrap(Objective):
                               views)
     return (o1[0], o2[0]), {**extra, 'batch_stats': stats}
 
-  def loss(self, forward, params, stats, targets, slots, archs, views):
+  def loss(self, forward, params, stats, targets, slots, archs, views,
+           labels=None):
+    del labels  # self-supervised
     (o1, o2), new_stats = forward(params, stats, archs, views)
     t1, t2 = self._regress(targets, slots)
     loss = (regression_loss(o1[1], t2) + regression_loss(o2[1], t1)).mean(1)

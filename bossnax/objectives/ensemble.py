@@ -40,7 +40,8 @@ class EnsembleBootstrap(Bootstrap):
       raise ValueError(f'search.centre={self.centre!r}: use normalized or '
                        'raw')
 
-  def targets(self, forward, extra, archs, views):
+  def targets(self, forward, extra, archs, views, labels=None):
+    del labels  # self-supervised
     (z1, z2), extra = self._target_projections(forward, extra, archs, views)
     t = (ensemble_target(z1), ensemble_target(z2))
     return jax.lax.stop_gradient(t), extra
@@ -49,7 +50,8 @@ class EnsembleBootstrap(Bootstrap):
     del slots  # one ensemble target for every path
     return targets[0][None], targets[1][None]
 
-  def score(self, run, weights):
+  def score(self, run, weights, labels=None):
+    del labels  # self-supervised
     norm = normalize if self.centre == 'normalized' else (
         lambda z: z.astype(jnp.float32))
     z1, z2 = run(1, lambda apply, views, i: tuple(

@@ -16,14 +16,16 @@ from bossnax.objectives.bootstrap import Bootstrap, normalize, regression_loss
 class SinglePathBootstrap(Bootstrap):
   name = 'single_path_bootstrap'
 
-  def targets(self, forward, extra, archs, views):
+  def targets(self, forward, extra, archs, views, labels=None):
+    del labels  # self-supervised
     (z1, z2), extra = self._target_projections(forward, extra, archs, views)
     return jax.lax.stop_gradient((normalize(z1), normalize(z2))), extra
 
   def _regress(self, targets, slots):
     return targets[0][slots], targets[1][slots]  # [C, B, D] each
 
-  def score(self, run, weights):
+  def score(self, run, weights, labels=None):
+    del labels  # self-supervised
     z1, z2 = run(1, lambda apply, views, i: tuple(
         apply(x)[0] for x in views))
 

@@ -56,6 +56,12 @@ class SearchSpace:
   # shapes); 'map' runs them one after another (paths may switch branches).
   path_batching: str = 'vmap'
 
+  def block_output_varies(self, k: int) -> bool:
+    """Whether block k's output width depends on the path (then a
+    distillation target needs a projection, objectives/distill.py)."""
+    del k
+    return False
+
   # ---- identity: equal settings, equal space (compiled steps are cached on
   # it) --------------------------------------------------------------------
   @property

@@ -380,6 +380,9 @@ class NATSSpace(SearchSpace):
       return name.startswith('adapter') and name.endswith('_kernel')
     return jax.tree_util.tree_map_with_path(adapter, params)
 
+  def block_output_varies(self, k: int) -> bool:
+    return len(self.widths) > 1  # every layer's width is searched
+
   def standalone(self, arch: Arch) -> tuple[NATSNetwork, np.ndarray]:
     """The plain network of one architecture and the arch vector it takes."""
     chans = self.channels(arch)

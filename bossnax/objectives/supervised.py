@@ -1,0 +1,118 @@
+"""Block-wise supervised classification (the BossNAS paper's "Supv. class."
+baseline, Table 5).
+
+Each block has a linear classifier on its pooled, width-adapted output (the
+same embedding the self-supervised heads read). A step trains the sampled
+paths of the current block with cross-entropy on the labels of one augmented
+view; a path is scored by its validation cross-entropy on clean (only
+normalised) images, its batch statistics recalibrated first. The finished
+blocks are frozen, as in every block-wise method.
+
+With `frozen_backbone` the same objective is the supervised linear
+evaluation of a trained supernet (engine/linear_probe.py): only the
+classifiers learn; the supernet's weights and batch statistics stay as they
+are (no gradient, statistics put back after every forward pass).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+
+from bossnax.nn.grouping import block_groups, groups
+from bossnax.objectives.base import Objective
+
+
+class BlockClassifiers(nn.Module):
+  """Supernet + one linear classifier per block: the logits of block
+  `block`'s output for path `arch`."""
+  backbone: nn.Module
+  num_blocks: int
+  num_classes: int
+  grouped: bool = True
+
+  def prefix(self, x, arch, *, block: int, mode: str = 'frozen'):
+    """The finished blocks' output (no gradient), as bootstrap.Siamese."""
+    return jax.lax.stop_gradient(self.backbone(
+        x, arch, block=block - 1, mode=mode, output='features'))
+
+  @nn.compact
+  def __call__(self, x, arch, *, block: int, mode: str, start=False):
+    def head(scope, b, e):
+      del scope
+      return nn.Dense(self.num_classes, name=f'classifier{b}')(e)
+
+    def heads(scope, embeds):
+      group = block_groups(scope, self.num_blocks, self.grouped)
+      return {b: group[b](head, b, e) for b, e in embeds.items()}
+
+    run_heads = groups(self, ['heads'], self.grouped)['heads']
+    if self.is_initializing():  # create every block's classifier
+      embeds, _ = self.backbone(x, arch, mode=mode)
+      return run_heads(heads, dict(enumerate(embeds)))[block]
+    e = self.backbone(x, arch, block=block, mode=mode, output='embed',
+                      start=start)
+    return run_heads(heads, {block: e})[block]
+
+
+def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
+  """Per-example cross-entropy, labels smoothed by `smoothing` (optax)."""
+  target = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
+                               smoothing) if smoothing else jax.nn.one_hot(
+                                   labels, num_classes)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), target)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockSupervised(Objective):
+  name = 'supervised'
+  uses_labels = True
+  score_views = 'clean'
+  num_classes: int = 10
+  label_smoothing: float = 0.0
+  frozen_backbone: bool = False
+
+  def __post_init__(self):
+    if not 0.0 <= self.label_smoothing < 1.0:
+      raise ValueError(f'train.label_smoothing={self.label_smoothing}: use a '
+                       'value in [0, 1)')
+
+  def model(self, backbone, num_blocks):
+    return BlockClassifiers(backbone, num_blocks, self.num_classes)
+
+  def loss(self, forward, params, stats, targets, slots, archs, views,
+           labels=None):
+    del targets, slots
+    if labels is None:
+      raise ValueError('the supervised objective needs labels in the batch')
+    if self.frozen_backbone:
+      params = {**params,
+                'backbone': jax.lax.stop_gradient(params['backbone'])}
+    # One augmented view: a classifier needs no second one (it would only
+    # double the step's cost).
+    (logits,), new_stats = forward(params, stats, archs, views[:1])
+    if self.frozen_backbone:
+      new_stats = {**new_stats, 'backbone': stats['backbone']}
+    loss = cross_entropy(logits, labels[None], self.num_classes,
+                         self.label_smoothing).mean(1)  # [C]
+    return loss.sum(), (loss.mean(), new_stats)
+
+  def train_mask(self, owned):
+    if not self.frozen_backbone:
+      return owned
+    return {**owned, 'backbone': jax.tree.map(lambda _: False,
+                                              owned['backbone'])}
+
+  def score(self, run, weights, labels=None):
+    if labels is None:
+      raise ValueError('the supervised objective scores with labels')
+
+    def one(apply, views, i):
+      del i
+      ce = cross_entropy(apply(views[0]), labels, self.num_classes)
+      return (ce * weights).sum()
+    return run(0, one)

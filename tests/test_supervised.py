@@ -1,0 +1,144 @@
+"""Block-wise supervised classification (method=supervised) and labels in
+the data path: the cross-entropy against a hand computation, one classifier
+per block trained with its block only, labels really read by the supervised
+step and score and never by the self-supervised ones, vectorised scoring
+equal to the per-path loop."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from bossnax import parallel
+from bossnax.engine.evaluator import Evaluator
+from bossnax.objectives.supervised import BlockSupervised, cross_entropy
+from conftest import batch, sample_archs, tiny_config, trainer
+
+PREFIX = np.zeros(5, np.int32)
+
+
+def test_cross_entropy_by_hand():
+  logits = jnp.array([[1.0, 2.0, 0.0]])
+  p = np.exp([1.0, 2.0, 0.0]) / np.exp([1.0, 2.0, 0.0]).sum()
+  np.testing.assert_allclose(cross_entropy(logits, jnp.array([1]), 3),
+                             [-np.log(p[1])], rtol=1e-6)
+  # smoothing 0.3 over 3 classes: target (0.1, 0.8, 0.1)
+  want = -(0.1 * np.log(p[0]) + 0.8 * np.log(p[1]) + 0.1 * np.log(p[2]))
+  np.testing.assert_allclose(cross_entropy(logits, jnp.array([1]), 3, 0.3),
+                             [want], rtol=1e-6)
+  with pytest.raises(ValueError, match=r'label_smoothing=1.0: use a value'):
+    BlockSupervised(label_smoothing=1.0)
+
+
+def test_loss_and_score_on_made_up_logits():
+  """The objective's loss is the mean over paths of the per-path mean
+  cross-entropy of the first view; the score sums weighted cross-entropies
+  of each path."""
+  obj = BlockSupervised(num_classes=3)
+  logits = jnp.array([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+                      [[0.0, 0.0, 3.0], [1.0, 1.0, 1.0]]])  # [P=2, B=2, 3]
+  labels = jnp.array([0, 1])
+  ce = np.asarray(cross_entropy(logits, labels[None], 3))  # [2, 2]
+  forward = lambda p, s, a, views: ((logits,), 'stats')
+  total, (mean, stats) = obj.loss(forward, None, None, None, None, None,
+                                  ('v1', 'v2'), labels=labels)
+  np.testing.assert_allclose(total, ce.mean(1).sum(), rtol=1e-6)
+  np.testing.assert_allclose(mean, ce.mean(), rtol=1e-6)
+  assert stats == 'stats'
+
+  def run(side, fn):
+    assert side == 0  # one side: no target network
+    return jnp.stack([fn(lambda x, p=p: logits[p], ('x', 'x'), p)
+                      for p in range(2)])
+  w = jnp.array([1.0, 0.0])  # the second image is padding
+  np.testing.assert_allclose(obj.score(run, w, labels), ce[:, 0], rtol=1e-6)
+  with pytest.raises(ValueError, match='needs labels'):
+    obj.loss(forward, None, None, None, None, None, ('v',))
+
+
+@pytest.fixture(scope='module')
+def sup():
+  c = tiny_config()
+  c.method = 'supervised'
+  c.train.warmup_epochs = 0.0  # the first step already moves the weights
+  return c, trainer(c)
+
+
+def _labels(tr, seed):
+  y = np.random.default_rng(seed).integers(0, 10, (1, 16)).astype(np.int32)
+  return parallel.global_batch(tr.mesh, y, batch_axis=1)
+
+
+def test_a_classifier_per_block_trained_with_its_block(sup):
+  c, tr = sup
+  init = tr.init_state(0)
+  heads = init['params']['heads']
+  for k in range(3):
+    kernel = heads[f'block{k}'][f'classifier{k}']['kernel']
+    assert kernel.shape == (c.model.embed_dim, 10)
+  before = jax.device_get(init['params'])
+  archs = sample_archs(tr, 0, 0, PREFIX)
+  state = tr.start_block(init, 0)
+  new, m = tr.step_fn(0)(state, batch(tr), jax.random.key(0), archs,
+                         _labels(tr, 0))
+  after = jax.device_get(new['params'])
+  assert np.isfinite(float(m['loss']))
+  moved = lambda t: any(bool(np.any(a != b)) for a, b in zip(
+      jax.tree.leaves(before[t[0]][t[1]]), jax.tree.leaves(after[t[0]][t[1]])))
+  assert moved(('heads', 'block0')) and moved(('backbone', 'block0'))
+  for k in (1, 2):
+    assert not moved(('heads', f'block{k}'))
+    assert not moved(('backbone', f'block{k}'))
+  # The labels are read: other labels, another loss on the same batch.
+  state = tr.start_block(tr.init_state(0), 0)
+  _, m2 = tr.step_fn(0)(state, batch(tr), jax.random.key(0), archs,
+                        _labels(tr, 1))
+  assert abs(float(m2['loss']) - float(m['loss'])) > 1e-4
+
+
+def test_self_supervised_step_never_reads_labels():
+  """BossNAS's step with labels, shuffled labels and none: bitwise the same
+  state (the run does not even hand them over, run.py)."""
+  c = tiny_config()
+  tr = trainer(c)
+  assert not tr.objective.uses_labels
+  archs = sample_archs(tr, 0, 0, PREFIX)
+  outs = []
+  for labels in (None, _labels(tr, 0), _labels(tr, 1)):
+    state = tr.start_block(tr.init_state(0), 0)
+    outs.append(jax.device_get(tr.step_fn(0)(state, batch(tr),
+                                             jax.random.key(0), archs,
+                                             labels)[0]))
+  for other in outs[1:]:
+    for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(other),
+                    strict=True):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_supervised_scores_vectorised_equal_loop(sup):
+  """Validation cross-entropy of every path of block 0 in one vectorised
+  pass equals the per-path loop; the scores read the labels and the clean
+  images (no augmentation: more view pairs change nothing)."""
+  c, tr = sup
+  archs = sample_archs(tr, 0, 0, PREFIX)
+  state, _ = tr.step_fn(0)(tr.start_block(tr.init_state(0), 0), batch(tr),
+                           jax.random.key(0), archs, _labels(tr, 0))
+  rng = np.random.default_rng(0)
+  val = rng.integers(0, 255, (24, 32, 32, 3), np.uint8)  # a padded batch
+  y = rng.integers(0, 10, 24).astype(np.int32)
+  calib = rng.integers(0, 255, (16, 32, 32, 3), np.uint8)
+  ev = Evaluator(c, tr.space, tr.model, tr.objective, tr.mesh)
+  table, vec = ev.score_block(state, 0, PREFIX, val, calib, val_labels=y)
+  _, loop = ev.score_block_loop(state, 0, PREFIX, val, calib, val_labels=y)
+  assert len(table) == 4
+  np.testing.assert_allclose(vec, loop, rtol=1e-5, atol=1e-6)
+  assert np.all((vec > 0) & (vec < 10))  # mean cross-entropies
+  _, shuffled = ev.score_block(state, 0, PREFIX, val, calib,
+                               val_labels=np.roll(y, 1))
+  assert np.abs(shuffled - vec).max() > 1e-4
+  c2 = c.copy_and_resolve_references()
+  c2.search.view_pairs = 3  # ignored: clean images are scored once
+  other = Evaluator(c2, tr.space, tr.model, tr.objective, tr.mesh)
+  np.testing.assert_allclose(
+      other.score_block(state, 0, PREFIX, val, calib, val_labels=y)[1], vec,
+      rtol=1e-6)

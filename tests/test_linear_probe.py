@@ -27,7 +27,11 @@ def test_linear_probe_trains_only_the_classifier(tiny_run):
   probe = LinearProbe(c, space, mesh, batches, source.image_shape)
   own = meta['tables']['1'][0]  # what the run scored in block 1
   prefix = np.asarray(own['prefix'][0] + [0, 0, 0], np.int32)
+  # On the device, as a restored run holds it: the probe's donated steps
+  # must leave the run's arrays alive.
+  state = jax.device_put(state, parallel.replicated(mesh))
   trained = jax.device_get(probe.train(state, 1, prefix))
+  state = jax.device_get(state)  # fails if the probe deleted its arrays
   for part in ('params', 'batch_stats'):
     for a, b in zip(jax.tree.leaves(state[part]['backbone']),
                     jax.tree.leaves(trained[part]['backbone']), strict=True):

@@ -18,6 +18,7 @@ backbone is the run's online supernet.
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from bossnax import parallel
@@ -64,9 +65,13 @@ class LinearProbe:
     """The probe's state for block `block`: fresh classifiers around the
     run's online supernet (weights and batch statistics)."""
     state = self.trainer.init_state(self.config.seed)
-    params = {**state['params'], 'backbone': run_state['params']['backbone']}
+    # Copies: the probe's step donates its state, and the run's arrays must
+    # survive it (the next block, the next prefix, the checkpoint).
+    copy = lambda tree: jax.tree.map(jnp.copy, tree)
+    params = {**state['params'],
+              'backbone': copy(run_state['params']['backbone'])}
     stats = {**state['batch_stats'],
-             'backbone': run_state['batch_stats']['backbone']}
+             'backbone': copy(run_state['batch_stats']['backbone'])}
     state = {**state, 'params': params, 'batch_stats': stats}
     return self.trainer.start_block(
         jax.device_put(state, parallel.replicated(self.mesh)), block)

@@ -1,0 +1,191 @@
+r"""The BossNAS paper's Table 5/6 on one benchmark: every method on the same
+data and budget, one table against the ground truth and the size baselines.
+
+  python benchmarks/method_comparison.py --space=nats --preset=quick \
+      --workdir=/tmp/cmp [--methods=bossnas,single_path,supervised,linear,dna] \
+      [--teacher=DIR] [-- --config.KEY=VALUE ...]
+  (or benchmarks/method_comparison.sh SPACE PRESET [WORKDIR])
+
+Each method is a `python -m bossnax.main` run in WORKDIR/METHOD (a finished
+one is reused: the harness resumes); 'linear' is BossNAS's supernet scored by
+supervised linear evaluation (`bossnax.rescore --config.search.evaluator=
+linear`). DNA needs a teacher: --teacher=DIR, or on NATS one is trained
+first (the widest network, configs/retrain_hytra.py:nats_quick for the quick
+preset, :nats otherwise) into WORKDIR/teacher. Writes WORKDIR/comparison.json
+and prints the table; the wall times include compilation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+CONFIGS = {'nats': 'configs/nats_cifar10.py', 'mbconv': 'configs/mbconv_cifar.py',
+           'hytra': 'configs/hytra_cifar.py'}
+METHODS = ('bossnas', 'single_path', 'supervised', 'linear', 'dna')
+# (training, evaluation) and the paper's figures: Table 5 (MBConv, ImageNet,
+# the 23 networks) and Table 6 (NATS-Bench size, CIFAR-10): tau, rho, R.
+ROWS = {
+    'dna': ('supervised distillation (DNA)', 'distillation loss'),
+    'supervised': ('supervised classification', 'classification loss'),
+    'single_path': ('single-path bootstrapping', 'population centre'),
+    'linear': ('ensemble bootstrapping', 'supervised linear eval.'),
+    'bossnas': ('ensemble bootstrapping', 'population centre (BossNAS)'),
+}
+PAPER = {
+    'mbconv': {'dna': (0.62, 0.77, 0.83), 'supervised': (0.46, 0.65, 0.71),
+               'single_path': (0.12, 0.15, 0.28),
+               'linear': (0.55, 0.73, 0.79), 'bossnas': (0.65, 0.78, 0.85)},
+    'nats': {'bossnas': (0.53, 0.73, 0.72)},  # one-shot supervised: .42/.60/.59
+}
+QUICK = ('quick', 'tiny')
+
+
+def run(cmd, log):
+  """Run cmd (from the repo root), output to `log`; (returncode, seconds)."""
+  tic = time.time()
+  with open(log, 'w') as f:
+    code = subprocess.call(cmd, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT)
+  return code, time.time() - tic
+
+
+def teacher_for(args, workdir):
+  if args.teacher:
+    return args.teacher
+  if args.space != 'nats':
+    return ''
+  out = os.path.join(workdir, 'teacher')
+  if not os.path.isfile(os.path.join(out, 'retrain_result.json')):
+    preset = 'nats_quick' if args.preset in QUICK else 'nats'
+    print(f'training the DNA teacher (retrain_hytra.py:{preset}) in {out}',
+          flush=True)
+    code, secs = run([sys.executable, '-m', 'bossnax.retrain',
+                      f'--config=configs/retrain_hytra.py:{preset}',
+                      f'--workdir={out}'], out + '.log')
+    if code:
+      print(f'  teacher failed (see {out}.log): no DNA row', flush=True)
+      return ''
+    print(f'  {secs:.0f} s', flush=True)
+  return out
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument('--space', choices=sorted(CONFIGS), required=True)
+  p.add_argument('--preset', default='quick')
+  p.add_argument('--workdir', required=True)
+  p.add_argument('--methods', default=','.join(METHODS))
+  p.add_argument('--teacher', default='')
+  p.add_argument('overrides', nargs='*', help='--config.KEY=VALUE, after --')
+  args = p.parse_args(argv)
+  methods = [m for m in args.methods.split(',') if m]
+  bad = [m for m in methods if m not in METHODS]
+  if bad:
+    p.error(f'unknown method {bad[0]!r}: use {",".join(METHODS)}')
+  os.makedirs(args.workdir, exist_ok=True)
+  config = f'{CONFIGS[args.space]}:{args.preset}'
+  base = [sys.executable, '-m', 'bossnax.main', f'--config={config}',
+          *args.overrides]
+  times = {}
+  for m in methods:
+    out = os.path.join(args.workdir, m)
+    if os.path.isfile(os.path.join(out, 'scores.csv')):
+      print(f'{m}: reusing {out}', flush=True)
+      times[m] = json.load(open(os.path.join(out, 'wall_s.json')))['s'] if (
+          os.path.isfile(os.path.join(out, 'wall_s.json'))) else None
+      continue
+    if m == 'linear':
+      src = os.path.join(args.workdir, 'bossnas')
+      if not os.path.isfile(os.path.join(src, 'scores.csv')):
+        print('linear: needs the bossnas run (add it to --methods)')
+        continue
+      cmd = [sys.executable, '-m', 'bossnax.rescore', f'--config={config}',
+             *args.overrides, f'--workdir={src}', f'--out={out}',
+             '--config.search.evaluator=linear']
+    else:
+      cmd = base + [f'--workdir={out}', f'--config.method={m}']
+      if m == 'dna':
+        teacher = teacher_for(args, args.workdir)
+        if not teacher:
+          print('dna: no teacher (--teacher=DIR): skipped', flush=True)
+          continue
+        cmd.append(f'--config.distill.teacher={teacher}')
+    print(f'{m}: running, log in {out}.log', flush=True)
+    os.makedirs(out, exist_ok=True)
+    code, secs = run(cmd, out + '.log')
+    if code:
+      print(f'{m}: failed (exit {code}), see {out}.log', flush=True)
+      continue
+    times[m] = secs
+    json.dump({'s': secs}, open(os.path.join(out, 'wall_s.json'), 'w'))
+    print(f'{m}: {secs:.0f} s', flush=True)
+  table = report(args, methods, times)
+  json.dump(table, open(os.path.join(args.workdir, 'comparison.json'), 'w'),
+            indent=1)
+  return 0
+
+
+def report(args, methods, times):
+  from bossnax import rank
+  from bossnax.config import load_config_file
+  c = load_config_file(os.path.join(ROOT, f'{CONFIGS[args.space]}:'
+                                    f'{args.preset}'))
+  truth_file = c.search.truth_file
+  truth = (rank.read_truth(os.path.join(ROOT, truth_file)) if truth_file
+           else None)
+  rows, baselines = [], None
+  for m in methods:
+    path = os.path.join(args.workdir, m, 'scores.csv')
+    if not os.path.isfile(path):
+      continue
+    row = {'method': m, 'training': ROWS[m][0], 'evaluation': ROWS[m][1],
+           'wall_s': times.get(m)}
+    if truth is not None:
+      r = rank.evaluate(rank.read_scores(path), truth)
+      row.update({k: r[k] for k in ('kendall', 'spearman', 'pearson', 'n',
+                                    'within_decile_spearman')})
+      row['regret'] = {g['budget_quantile']: g['regret'] for g in r['regret']}
+      baselines = r['baselines']
+    row['paper'] = PAPER.get(args.space, {}).get(m)
+    rows.append(row)
+  smoke = args.preset in QUICK
+  print(f'\n{args.space} {args.preset}: every method on the same data and '
+        f'budget' + (' -- a CPU smoke budget: the figures say only that the '
+                     'pipeline runs, not how the methods rank' if smoke else
+                     ''))
+  head = (f"{'method':<12} {'evaluation':<28} {'tau':>6} {'rho':>6} "
+          f"{'R':>6} {'rho/dec':>7} {'regret q.25/.5/.75/1':>22} "
+          f"{'wall s':>7}  paper tau/rho/R")
+  print(head)
+
+  def fmt(r, name, evaluation):
+    if 'kendall' not in r:
+      cells = ' ' * 51
+    else:
+      reg = '/'.join(f"{r['regret'][q]:.2f}" for q in (0.25, 0.5, 0.75, 1.0))
+      cells = (f"{r['kendall']:>6.3f} {r['spearman']:>6.3f} "
+               f"{r['pearson']:>6.3f} {r['within_decile_spearman']:>7.3f} "
+               f"{reg:>22}")
+    wall = f"{r['wall_s']:>7.0f}" if r.get('wall_s') else ' ' * 7
+    paper = '/'.join(f'{v:.2f}' for v in r['paper']) if r.get('paper') else ''
+    return f'{name:<12} {evaluation:<28} {cells} {wall}  {paper}'
+  for r in rows:
+    print(fmt(r, r['method'], r['evaluation']))
+  if baselines:
+    for name, b in baselines.items():
+      b = dict(b, regret={g['budget_quantile']: g['regret']
+                          for g in b['regret']})
+      print(fmt(b, name, 'size baseline'))
+  return {'space': args.space, 'preset': args.preset, 'smoke': smoke,
+          'rows': rows, 'baselines': baselines}
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -34,6 +34,23 @@ def test_named_networks_reproduce_the_published_counts():
   assert abs(madds / 300e6 - 1) < 0.02
 
 
+def test_dna_c_and_dnas_flops_convention():
+  """DNA-c (changlin31/DNA retraining/model.py) is a path of the 'dna'
+  layout: 5.3 M parameters and 466 M FLOPs published (DNA README), FLOPs
+  as DNA's counter counts them (BN, biases, pooling too); that counter's
+  EfficientNet-B0 reference in DNA's process_potential.py is 399,362 K."""
+  dna = MBConvSpace(layout='dna')
+  arch = dna.from_string('31|3313|3133|1332|3233|1')
+  madds, params = dna.flops_params(arch)
+  assert round(params / 1e6, 1) == 5.3 and round(madds / 1e6, 1) == 450.1
+  flops, _ = L.network_cost(dna.lay, dna.ops(arch), convention='ptflops')
+  assert round(flops / 1e6) == 466
+  b0, _ = L.count('efficientnet_b0', convention='ptflops')
+  assert abs(b0 - 399_362e3) < 2e3
+  with pytest.raises(ValueError, match="convention 'macs'"):
+    L.count('efficientnet_b0', convention='macs')
+
+
 def test_structure_strings_and_widths(space):
   assert space.count() == 4 ** 18
   assert [len(space.block_paths(k)) for k in range(5)] == [16, 256, 256, 256,

@@ -28,9 +28,16 @@ def _feature_shapes(net, arch, num_blocks, size):
   arch = jnp.asarray(arch, jnp.int32)
   variables = jax.eval_shape(lambda: net.init(jax.random.key(0), x, arch,
                                               mode='train'))
-  return [tuple(jax.eval_shape(lambda v, b=b: net.apply(
-      v, x, arch, block=b, mode='eval', output='features'), variables).shape[
-          1:]) for b in range(num_blocks)]
+  shapes = []
+  for b in range(num_blocks):
+    out = jax.eval_shape(lambda v, b=b: net.apply(
+        v, x, arch, block=b, mode='eval', output='features'), variables)
+    if isinstance(out, dict):  # HyTra: a map per scale
+      raise ValueError('method=dna on a multi-scale space (HyTra: a block '
+                       'outputs a map per scale) is not built yet: use the '
+                       'nats or mbconv space (docs/methods.md)')
+    shapes.append(tuple(out.shape[1:]))
+  return shapes
 
 
 def projections(space, teacher, mode, image_size, embed_dim):

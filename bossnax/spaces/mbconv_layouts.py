@@ -131,10 +131,22 @@ def searched_layers(layout):
 
 
 # -- cost ---------------------------------------------------------------------
-class Cost:
-  """Accumulates (multiply-adds, parameters) of a network, layer by layer."""
+CONVENTIONS = ('madds', 'ptflops')
 
-  def __init__(self):
+
+class Cost:
+  """Accumulates (multiply-adds, parameters) of a network, layer by layer.
+
+  convention='ptflops' counts as DNA's FLOPs counter (changlin31/DNA,
+  searching/timm_/flops_counter.py, a ptflops variant) does: also 2 per
+  batch-norm output element, 1 per bias output element and the global
+  pool's input; DNA's published FLOPs are in this convention."""
+
+  def __init__(self, convention='madds'):
+    if convention not in CONVENTIONS:
+      raise ValueError(f'cost convention {convention!r}: use one of '
+                       f'{CONVENTIONS}')
+    self.ptflops = convention == 'ptflops'
     self.madds = 0
     self.params = 0
 
@@ -142,9 +154,15 @@ class Cost:
     self.madds += k * k * (cin // groups) * cout * hw * hw
     self.params += k * k * (cin // groups) * cout + (cout if bias else 0) + (
         2 * cout if bn else 0)
+    if self.ptflops:
+      self.madds += ((2 if bn else 0) + (1 if bias else 0)) * cout * hw * hw
+
+  def pool(self, width, hw):
+    if self.ptflops:
+      self.madds += width * hw * hw
 
   def linear(self, cin, cout):
-    self.madds += cin * cout
+    self.madds += cin * cout + (cout if self.ptflops else 0)
     self.params += cin * cout + cout
 
 
@@ -183,12 +201,13 @@ def op_cost(cost, layout, op, cin, cout, stride, hw):
 
 
 def network_cost(layout, ops, resolution=224, num_classes=1000,
-                 cifar_stem=False):
-  """(MAdds, params) of the network with `ops` (one Op per searched layer)."""
+                 cifar_stem=False, convention='madds'):
+  """(MAdds, params) of the network with `ops` (one Op per searched layer);
+  convention='ptflops': DNA's FLOPs instead of MAdds (`Cost`)."""
   layers = searched_layers(layout)
   if len(ops) != len(layers):
     raise ValueError(f'{layout.name}: {len(layers)} layers, got {len(ops)} ops')
-  cost = Cost()
+  cost = Cost(convention)
   hw = _out(resolution, 1 if cifar_stem else 2)
   cost.conv(3, layout.stem, 3, hw)
   width, exp = layout.first
@@ -205,6 +224,7 @@ def network_cost(layout, ops, resolution=224, num_classes=1000,
   if layout.head:
     cost.conv(width, layout.head, 1, hw)
     width = layout.head
+  cost.pool(width, hw)
   cost.linear(width, num_classes)
   return cost.madds, cost.params
 
@@ -214,10 +234,11 @@ def fixed_ops(layout):
   return [layout.stages[s].ops[0] for s, *_ in searched_layers(layout)]
 
 
-def count(name, resolution=224):
+def count(name, resolution=224, convention='madds'):
   """(MAdds, params) of a named fixed network (efficientnet_b0, ...)."""
   layout = LAYOUTS[name]
-  return network_cost(layout, fixed_ops(layout), resolution)
+  return network_cost(layout, fixed_ops(layout), resolution,
+                      convention=convention)
 
 
 if __name__ == '__main__':

@@ -45,6 +45,14 @@ def test_dna_c_and_dnas_flops_convention():
   assert round(params / 1e6, 1) == 5.3 and round(madds / 1e6, 1) == 450.1
   flops, _ = L.network_cost(dna.lay, dna.ops(arch), convention='ptflops')
   assert round(flops / 1e6) == 466
+  assert L.count('dna_c') == (madds, params)  # the fixed network, the same
+  # DNA-a and DNA-d (own depths and widths) reproduce their published
+  # figures too; DNA-b its parameters (its 394 M FLOPs do not: 405.8 M).
+  for name, (pub_flops, pub_params) in {'dna_a': (348, 4.2), 'dna_b': (None, 4.9),
+                                         'dna_d': (611, 6.4)}.items():
+    flops, params = L.count(name, convention='ptflops')
+    assert round(params / 1e6, 1) == pub_params, name
+    assert pub_flops is None or round(flops / 1e6) == pub_flops, name
   b0, _ = L.count('efficientnet_b0', convention='ptflops')
   assert abs(b0 - 399_362e3) < 2e3
   with pytest.raises(ValueError, match="convention 'macs'"):

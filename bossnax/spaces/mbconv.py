@@ -23,7 +23,9 @@ import numpy as np
 from bossnax.spaces import mbconv_layouts as L
 from bossnax.spaces.base import Arch, Block, Layer, SearchSpace, take_like
 
-FIXED_NETWORKS = ('efficientnet_b0', 'mobilenet_v2')
+# counted by `describe --arch=NAME`, not searchable layouts
+FIXED_NETWORKS = ('efficientnet_b0', 'mobilenet_v2', 'dna_a', 'dna_b', 'dna_c',
+                  'dna_d')
 
 
 class MBConvSpace(SearchSpace):

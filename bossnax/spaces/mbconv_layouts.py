@@ -119,6 +119,49 @@ LAYOUTS = {
 }
 
 
+def _fixed(name, base, stages):
+  """A fixed network on `base`'s stem, head and rules: `stages` lists
+  (width, stride, ((kernel, expansion) per layer)); one Stage per layer."""
+  out = []
+  for width, stride, ops in stages:
+    out += [Stage(width, stride if i == 0 else 1, 1, (Op(k, e),))
+            for i, (k, e) in enumerate(ops)]
+  return dataclasses.replace(base, name=name, stages=tuple(out))
+
+
+# DNA's published networks (changlin31/DNA, retraining/model.py). DNA-c is a
+# path of the 'dna' layout; a, b and d come from its multi-cell search with
+# other depths and widths (docs/mbconv.md).
+_DNA_NETS = {
+    'dna_a': ((24, 2, ((5, 3), (3, 3), (3, 6))),
+              (40, 2, ((3, 3), (3, 3), (5, 3), (3, 6))),
+              (80, 2, ((7, 6), (3, 3), (5, 3), (3, 6))),
+              (96, 1, ((5, 6), (5, 3), (5, 3), (5, 6))),
+              (160, 2, ((5, 6), (5, 3), (5, 3), (5, 3), (5, 6))),
+              (320, 1, ((3, 6),))),
+    'dna_b': ((24, 2, ((3, 3), (5, 3), (7, 6))),
+              (40, 2, ((7, 6), (5, 3), (7, 6))),
+              (80, 2, ((5, 6), (5, 3), (5, 3), (3, 6))),
+              (96, 1, ((5, 6), (5, 3), (5, 3), (5, 6))),
+              (192, 2, ((7, 6), (5, 3), (5, 3), (5, 3), (7, 6))),
+              (320, 1, ((3, 6),))),
+    'dna_c': ((24, 2, ((5, 6), (3, 6))),
+              (40, 2, ((5, 6), (5, 6), (3, 6), (5, 6))),
+              (80, 2, ((5, 6), (3, 6), (5, 6), (5, 6))),
+              (112, 1, ((3, 6), (5, 6), (5, 6), (5, 3))),
+              (192, 2, ((5, 6), (5, 3), (5, 6), (5, 6))),
+              (320, 1, ((3, 6),))),
+    'dna_d': ((24, 2, ((7, 6), (5, 6), (7, 6))),
+              (40, 2, ((7, 6),) * 4),
+              (80, 2, ((7, 6), (5, 6), (5, 6), (7, 6))),
+              (112, 1, ((7, 6), (5, 6), (7, 6), (5, 6))),
+              (192, 2, ((7, 6), (5, 6), (5, 6), (5, 6), (7, 6))),
+              (320, 1, ((3, 6),))),
+}
+LAYOUTS.update({name: _fixed(name, LAYOUTS['dna'], stages)
+                for name, stages in _DNA_NETS.items()})
+
+
 def searched_layers(layout):
   """(stage index, layer index, in width, out width, stride) of every
   searched layer, in order."""

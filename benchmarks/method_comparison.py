@@ -2,14 +2,15 @@ r"""The BossNAS paper's Table 5/6 on one benchmark: every method on the same
 data and budget, one table against the ground truth and the size baselines.
 
   python benchmarks/method_comparison.py --space=nats --preset=quick \
-      --workdir=/tmp/cmp [--methods=bossnas,single_path,supervised,linear,dna] \
+      --workdir=/tmp/cmp [--methods=bossnas,single_path,supervised,linear,dna,...] \
       [--teacher=DIR] [-- --config.KEY=VALUE ...]
   (or benchmarks/method_comparison.sh SPACE PRESET [WORKDIR])
 
 Each method is a `python -m bossnax.main` run in WORKDIR/METHOD (a finished
 one is reused: the harness resumes); 'linear' is BossNAS's supernet scored by
 supervised linear evaluation (`bossnax.rescore --config.search.evaluator=
-linear`). DNA needs a teacher: --teacher=DIR, or on NATS one is trained
+linear`); 'supervised_oneshot' scores the ground truth's architectures as
+whole networks. DNA needs a teacher: --teacher=DIR, or on NATS one is trained
 first (the widest network, configs/retrain_hytra.py:nats_quick for the quick
 preset, :nats otherwise) into WORKDIR/teacher. Writes WORKDIR/comparison.json
 and prints the table; the wall times include compilation.
@@ -29,7 +30,8 @@ sys.path.insert(0, ROOT)
 
 CONFIGS = {'nats': 'configs/nats_cifar10.py', 'mbconv': 'configs/mbconv_cifar.py',
            'hytra': 'configs/hytra_cifar.py'}
-METHODS = ('bossnas', 'single_path', 'supervised', 'linear', 'dna')
+METHODS = ('bossnas', 'single_path', 'supervised', 'linear', 'dna',
+           'supervised_oneshot')
 # (training, evaluation) and the paper's figures: Table 5 (MBConv, ImageNet,
 # the 23 networks) and Table 6 (NATS-Bench size, CIFAR-10): tau, rho, R.
 ROWS = {
@@ -38,12 +40,14 @@ ROWS = {
     'single_path': ('single-path bootstrapping', 'population centre'),
     'linear': ('ensemble bootstrapping', 'supervised linear eval.'),
     'bossnas': ('ensemble bootstrapping', 'population centre (BossNAS)'),
+    'supervised_oneshot': ('one-shot supervised (SPOS)', 'whole-net classif.'),
 }
 PAPER = {
     'mbconv': {'dna': (0.62, 0.77, 0.83), 'supervised': (0.46, 0.65, 0.71),
                'single_path': (0.12, 0.15, 0.28),
                'linear': (0.55, 0.73, 0.79), 'bossnas': (0.65, 0.78, 0.85)},
-    'nats': {'bossnas': (0.53, 0.73, 0.72)},  # one-shot supervised: .42/.60/.59
+    'nats': {'bossnas': (0.53, 0.73, 0.72),
+             'supervised_oneshot': (0.42, 0.60, 0.59)},
 }
 QUICK = ('quick', 'tiny')
 
@@ -91,6 +95,8 @@ def main(argv=None):
     p.error(f'unknown method {bad[0]!r}: use {",".join(METHODS)}')
   os.makedirs(args.workdir, exist_ok=True)
   config = f'{CONFIGS[args.space]}:{args.preset}'
+  from bossnax.config import load_config_file
+  truth_file = load_config_file(os.path.join(ROOT, config)).search.truth_file
   base = [sys.executable, '-m', 'bossnax.main', f'--config={config}',
           *args.overrides]
   times = {}
@@ -111,6 +117,11 @@ def main(argv=None):
              '--config.search.evaluator=linear']
     else:
       cmd = base + [f'--workdir={out}', f'--config.method={m}']
+      if m == 'supervised_oneshot' and truth_file:
+        # whole networks are scored one by one: those of the ground truth
+        cmd.append(f'--config.search.archs_file={truth_file}')
+        if args.preset in QUICK:  # a whole network per candidate: a CPU's
+          cmd.append('--config.search.num_archs=128')  # minutes
       if m == 'dna':
         teacher = teacher_for(args, args.workdir)
         if not teacher:

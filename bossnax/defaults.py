@@ -157,6 +157,7 @@ def search_config() -> ml_collections.ConfigDict:
   # Spaces too large to enumerate: score the architectures of this file
   # (e.g. the MBConv 23-architecture benchmark) and the best found.
   c.search.archs_file = ''
+  c.search.num_archs = 0  # one-shot methods: N candidates evenly spaced in the list, 0 = all
   c.search.truth_file = ''  # CSV with arch + accuracy: correlations at the end
   c.search.top_k = 10  # architectures printed and written to ranking.json
   c.search.seed = 1234  # fixes the validation view pairs

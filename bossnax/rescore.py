@@ -43,7 +43,9 @@ def rescore(config, workdir, out):
     val, val_w, calib, val_y = run.search_images()
     new_meta, diff = run.searcher.rescore(
         meta, lambda k, prefix: run.scorer.score_block(
-            state, k, prefix, val, calib, val_w, val_y))
+            state, k, prefix, val, calib, val_w, val_y),
+        score_archs=lambda archs: run.scorer.score_archs(
+            state, 0, archs, val, calib, val_w, val_y))
   finally:
     run.close()
   os.makedirs(out, exist_ok=True)

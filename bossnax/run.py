@@ -143,7 +143,8 @@ class Run:
       prefixes = self.searcher.prefixes(meta)
       table = self.space.block_paths(
           k, self.space.unflatten(prefixes[0])[:k])
-      sl = self.space.block_slice(k)
+      # one-shot stages sample whole architectures
+      sl = slice(None) if stage.whole else self.space.block_slice(k)
       step_fn = self.trainer.step_fn(k)
       start = meta['block_step'] if meta['block'] == i else 0
 
@@ -170,7 +171,8 @@ class Run:
           lambda step, state, batch: step_fn(state, batch[0], key, batch[1],
                                              batch[2]),
           state, load, start, S, writer=self.writer,
-          desc=f'block {k + 1}/{self.space.num_blocks}',
+          desc=('whole supernet' if stage.whole else
+                f'block {k + 1}/{self.space.num_blocks}'),
           log_every=t.log_every_steps,
           checkpoint_every=t.checkpoint_every_steps, save=save,
           global_step=lambda step: k * S + step, tags={'block': k},
@@ -198,7 +200,21 @@ class Run:
           log.info('block %d: scored %d paths in %.1fs', k, len(out[0]),
                    time.time() - tic)
           return out
-        found, tables = self.searcher.search_block(meta, k, score)
+
+        def score_archs(archs, k=k):
+          tic = time.time()
+          with out_of_memory_names(
+              'while scoring the architectures',
+              f'lower --config.search.batch_size={s.batch_size} or '
+              f'--config.search.path_chunk={s.path_chunk} (the supernet is '
+              'trained and checkpointed)'):
+            out = self.scorer.score_archs(state, k, archs, val, calib,
+                                          val_w, val_y)
+          log.info('scored %d architectures in %.1fs', len(archs),
+                   time.time() - tic)
+          return out
+        found, tables = self.searcher.search_block(meta, k, score,
+                                                   score_archs=score_archs)
         meta.update(found)
         if self.writer is not None:
           self.writer.write(

@@ -22,6 +22,9 @@ def test_every_method_builds_a_block_by_block_plan(tmp_path):
     c.method = name
     m = build_method(c, space)
     assert m.name == name
+    if name == 'supervised_oneshot':  # one stage of whole paths
+      assert [(s.block, s.whole) for s in m.stages] == [(0, True)]
+      continue
     assert [s.block for s in m.stages] == [0, 1, 2]
   c.method = 'darts'
   with pytest.raises(ValueError, match="method 'darts': use one of bossnas"):

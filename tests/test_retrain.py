@@ -267,3 +267,13 @@ def test_tiny_preset_through_the_cli(cli):
   assert result['arch'] == '8:8:16:16:16' and result['test_images'] == 500
   assert result['flops'] > 0 and result['params'] > 0
   assert 'top-1' in stdout and '[retrain] 8/8' in stderr
+  # The finished workdir is a DNA teacher (bossnax/teacher.py): its last
+  # checkpoint's network gives every block's features.
+  from bossnax.teacher import load_teacher
+  t = load_teacher(str(workdir))
+  assert t.arch_text == '8:8:16:16:16'
+  x = jnp.zeros((2, 32, 32, 3))
+  feats = [t.net.apply(t.variables, x, jnp.asarray(t.arch_vec), block=b,
+                       mode='eval', output='features') for b in range(3)]
+  assert [f.shape[-1] for f in feats] == [8, 16, 16]
+  assert all(np.isfinite(np.asarray(f)).all() for f in feats)

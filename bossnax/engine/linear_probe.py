@@ -97,6 +97,12 @@ class LinearProbe:
                       micro(np.asarray(got['label'], np.int32)))
     return state
 
+  def score_archs(self, *args, **kw):
+    del args, kw
+    raise ValueError('search.evaluator=linear scores the blocks of a '
+                     'block-wise method; a one-shot method is scored by '
+                     'its own classifier (search.evaluator=objective)')
+
   def score_block(self, run_state, block, prefix, val_images, calib_images,
                   val_weights=None, val_labels=None):
     """(table [P, L_k], validation cross-entropy per path [P])."""

@@ -15,6 +15,7 @@ METHODS = {
     'dna': 'bossnax.methods.dna',
     'single_path': 'bossnax.methods.single_path',
     'supervised': 'bossnax.methods.supervised',
+    'supervised_oneshot': 'bossnax.methods.supervised_oneshot',
 }
 
 __all__ = ['Method', 'Stage', 'METHODS', 'build_method']

@@ -18,6 +18,9 @@ class Stage:
   block: int
   sampler: Any  # bossnax.samplers.PathSampler or alike
   search_after: bool = True
+  # True: the sampler draws whole architectures [K, L] (one-shot methods),
+  # not block `block`'s paths behind a prefix
+  whole: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

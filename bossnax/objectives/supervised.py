@@ -116,3 +116,29 @@ class BlockSupervised(Objective):
       ce = cross_entropy(apply(views[0]), labels, self.num_classes)
       return (ce * weights).sum()
     return run(0, one)
+
+
+class WholeNetwork(nn.Module):
+  """The supernet as one network: the logits of path `arch` through every
+  block and the space's own classifier, whatever `block` says."""
+  backbone: nn.Module
+
+  def __call__(self, x, arch, *, block: int, mode: str, start=False):
+    del block, start  # one stage: the whole network from the image
+    return self.backbone(x, arch, mode=mode, output='logits')
+
+
+@dataclasses.dataclass(frozen=True)
+class OneShotSupervised(BlockSupervised):
+  """SPOS-style one-shot supervised training (the paper's Table 6
+  baseline): whole paths sampled uniformly, one classifier at the end,
+  every parameter trained at every step; a path is scored by the whole
+  network's validation cross-entropy."""
+  name = 'supervised_oneshot'
+
+  def model(self, backbone, num_blocks):
+    del num_blocks
+    return WholeNetwork(backbone)
+
+  def train_mask(self, owned):
+    return jax.tree.map(lambda _: True, owned)

@@ -77,3 +77,37 @@ def make_sampler(config, space) -> PathSampler:
   t = config.train
   return PathSampler(space, t.paths_per_step, bool(t.fair), config.seed,
                      t.width_groups)
+
+
+class WholeSampler:
+  """Uniform whole architectures (SPOS): each of the K paths walks the
+  blocks, taking a uniform row of each block's table of valid paths after
+  its own prefix. A pure function of (seed, step) through numpy's
+  generator, so a resumed run draws the same paths."""
+
+  name = 'whole_uniform'
+
+  def __init__(self, space, num_paths: int, seed: int):
+    self.space, self.num, self.seed = space, num_paths, seed
+
+  def sample(self, block: int, step: int, table=None) -> np.ndarray:
+    """Whole architectures [K, L] (`block` and `table` unused)."""
+    del block, table
+    space = self.space
+    rng = np.random.default_rng([self.seed, int(step), 0x5905])
+    out = np.zeros((self.num, space.num_layers), np.int32)
+    for j in range(self.num):
+      paths = []
+      for k in range(space.num_blocks):
+        t = space.block_paths(k, tuple(paths))
+        paths.append(np.asarray(t[rng.integers(len(t))], np.int32))
+      out[j] = space.flatten(tuple(paths))
+    return out
+
+  def state_dict(self):
+    return {'name': self.name}
+
+  def load_state_dict(self, state):
+    if state and state.get('name') != self.name:
+      raise ValueError(f'the checkpoint was trained with the '
+                       f'{state.get("name")} sampler, not {self.name}')

@@ -3,6 +3,8 @@
   blockwise.BlockwiseBeam   BossNAS: block by block, keep the best `top_n`
                             prefixes; an enumerable space is then ranked
                             exhaustively from the block tables
+  whole.WholeArchs          one-shot methods: every candidate scored as a
+                            whole network
   ranking.Ranking           the result every consumer reads: scores.csv,
                             ranking.json, the best architecture, the best
                             within a budget
@@ -10,5 +12,6 @@
 
 from bossnax.searchers.blockwise import BlockwiseBeam
 from bossnax.searchers.ranking import Ranking
+from bossnax.searchers.whole import WholeArchs
 
-__all__ = ['BlockwiseBeam', 'Ranking']
+__all__ = ['BlockwiseBeam', 'Ranking', 'WholeArchs']

@@ -107,10 +107,12 @@ class BlockwiseBeam:
     s % n)."""
     return np.stack([self.prefix_vector(p) for p, _ in self.pool(state)])
 
-  def search_block(self, state, block, score_fn):
+  def search_block(self, state, block, score_fn, score_archs=None):
     """Score block `block` after every prefix of the pool with
     score_fn(prefix vector) -> (table, losses); returns the new state and
-    the tables in pool order."""
+    the tables in pool order (`score_archs`, whole architectures, is for
+    one-shot searchers)."""
+    del score_archs
     pool = self.pool(state)
     state = {'pool': state['pool'], 'tables': dict(state['tables'])}
     entries = list(state['tables'].get(str(block), []))
@@ -127,10 +129,11 @@ class BlockwiseBeam:
                      for paths, acc in new_pool]
     return state, tables
 
-  def rescore(self, state, score_fn):
+  def rescore(self, state, score_fn, score_archs=None):
     """Score every table the search recorded again, under the same prefixes
     (training was conditioned on them), with score_fn(block, prefix vector)
     -> (table, losses); returns (new state, largest change of a loss)."""
+    del score_archs
     tables, diff = {}, 0.0
     for k, entries in state['tables'].items():
       tables[k] = []

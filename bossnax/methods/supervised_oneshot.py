@@ -1,0 +1,26 @@
+"""One-shot supervised training (SPOS; the BossNAS paper's Table 6
+baseline, and the base of GreedyNAS): one stage trains the whole supernet,
+each step on uniformly sampled whole paths with one classifier at the end;
+then every candidate architecture is scored as a whole network by its
+validation cross-entropy.
+
+  python -m bossnax.main --config=configs/nats_cifar10.py:quick \
+      --config.method=supervised_oneshot --workdir=/tmp/spos \
+      --config.search.archs_file=../shared/benchmarks/nats_sss_cifar10_sample2048.csv
+"""
+
+from bossnax.methods.base import Method, Stage
+from bossnax.objectives.supervised import OneShotSupervised
+from bossnax.samplers import WholeSampler
+from bossnax.searchers import WholeArchs
+
+
+def build(config, space):
+  objective = OneShotSupervised(
+      num_classes=space.num_classes,
+      label_smoothing=float(config.train.get('label_smoothing', 0.0)))
+  sampler = WholeSampler(space, config.train.paths_per_step, config.seed)
+  return Method('supervised_oneshot', objective,
+                (Stage(0, sampler, whole=True),),
+                WholeArchs(space, config.search.get('archs_file', ''),
+                           config.search.get('num_archs', 0)))

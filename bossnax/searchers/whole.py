@@ -1,0 +1,99 @@
+"""Whole-architecture scoring for one-shot supernets: every candidate
+architecture is scored as a whole network (one vectorised pass over all of
+them), and ranked by that loss. The candidates are those of
+`search.archs_file` (a benchmark JSON, or a CSV with an `arch` column such
+as the NATS-Bench sample) or, where the space is small enough, all of them;
+`search.num_archs` > 0 keeps that many, evenly spaced through the list.
+
+The state (JSON, in the checkpoint): {'pool': [[best paths, loss]],
+'archs': [strings], 'losses': [...]}.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+
+from bossnax.searchers.ranking import Ranking
+
+
+def load_archs(space, path):
+  """The architectures listed in `path` (JSON benchmark or CSV)."""
+  if path.endswith('.json'):
+    return list(space.benchmark(path)[0])
+  try:
+    with open(path, newline='') as f:
+      rows = list(csv.DictReader(f))
+  except OSError as e:
+    raise ValueError(f'search.archs_file={path!r}: {e}') from None
+  if not rows or 'arch' not in rows[0]:
+    raise ValueError(f'search.archs_file={path!r}: expected a CSV with an '
+                     "'arch' column (or a benchmark JSON)")
+  return [space.parse(r['arch']) for r in rows]
+
+
+class WholeArchs:
+  """The searcher of one-shot methods."""
+
+  def __init__(self, space, archs_file='', num_archs=0, max_archs=100_000):
+    """`num_archs` > 0: only that many candidates, evenly spaced through
+    the list (a whole network costs a forward pass per validation image:
+    CPU presets)."""
+    self.space, self.archs_file, self.max_archs = space, archs_file, max_archs
+    self.num_archs = int(num_archs)
+
+  def candidates(self):
+    if self.archs_file:
+      archs = load_archs(self.space, self.archs_file)
+    elif self.space.count() > self.max_archs:
+      raise ValueError(f'{self.space.count()} architectures are too many to '
+                       'score one by one: list candidates in '
+                       '--config.search.archs_file')
+    else:
+      archs = list(self.space.enumerate())
+    if 0 < self.num_archs < len(archs):  # evenly spaced through the list
+      keep = np.unique(np.linspace(0, len(archs) - 1, self.num_archs).round()
+                       .astype(int))
+      archs = [archs[i] for i in keep]
+    return archs
+
+  @staticmethod
+  def initial_state():
+    return {'pool': [[[], 0.0]], 'archs': [], 'losses': []}
+
+  def prefixes(self, state):
+    del state
+    return np.zeros((1, self.space.num_layers), np.int32)
+
+  def search_block(self, state, block, score_fn, score_archs=None):
+    """Score every candidate with score_archs(flat archs [P, L]) -> losses;
+    returns the new state and [(archs, losses)]."""
+    del block, score_fn
+    archs = self.candidates()
+    flat = np.stack([self.space.flatten(a) for a in archs]).astype(np.int32)
+    losses = np.asarray(score_archs(flat), np.float64)
+    best = int(np.argmin(losses))
+    state = {'pool': [[[np.asarray(p).tolist() for p in archs[best]],
+                       float(losses[best])]],
+             'archs': [self.space.to_string(a) for a in archs],
+             'losses': [float(v) for v in losses]}
+    return state, [(flat, losses)]
+
+  def rescore(self, state, score_fn, score_archs=None):
+    del score_fn
+    flat = np.stack([self.space.flatten(self.space.parse(a))
+                     for a in state['archs']]).astype(np.int32)
+    losses = np.asarray(score_archs(flat), np.float64)
+    diff = float(np.abs(losses - np.asarray(state['losses'])).max())
+    return {**state, 'losses': [float(v) for v in losses]}, diff
+
+  def best(self, state):
+    return tuple(np.asarray(p, np.int32) for p in state['pool'][0][0])
+
+  def ranking(self, state) -> Ranking:
+    archs = [self.space.parse(a) for a in state['archs']]
+    return Ranking.from_scores(
+        self.space, archs, -np.asarray(state['losses']),
+        self.space.to_string(self.best(state)),
+        'score = -validation loss of the whole network; higher is better')

@@ -188,6 +188,8 @@ class Run:
         checkpoint(state, meta, force=True)
 
       if stage.search_after:
+        extra = {}  # the best path's validation accuracy, where scored
+
         def score(prefix, k=k):
           tic = time.time()
           with out_of_memory_names(
@@ -199,6 +201,7 @@ class Run:
                                           val_w, val_y)
           log.info('block %d: scored %d paths in %.1fs', k, len(out[0]),
                    time.time() - tic)
+          self._report_accuracy(f'block {k}', out[1], extra)
           return out
 
         def score_archs(archs, k=k):
@@ -212,13 +215,15 @@ class Run:
                                           val_w, val_y)
           log.info('scored %d architectures in %.1fs', len(archs),
                    time.time() - tic)
+          self._report_accuracy('architectures', out, extra)
           return out
         found, tables = self.searcher.search_block(meta, k, score,
                                                    score_archs=score_archs)
         meta.update(found)
         if self.writer is not None:
           self.writer.write(
-              (k + 1) * S, {'best_block_loss': float(min(tables[0][1]))},
+              (k + 1) * S, {'best_block_loss': float(min(tables[0][1])),
+                            **extra},
               block=k, best_path=str(self.searcher.best(meta)[-1].tolist()))
       meta.update(block=i + 1, block_step=0)
       if i + 1 < len(stages):
@@ -226,6 +231,18 @@ class Run:
       checkpoint(state, meta, force=True)
     self.ckpt.wait()
     return state, meta
+
+  def _report_accuracy(self, what, losses, extra):
+    """Log (and keep for metrics.jsonl) the validation accuracy of the
+    lowest-loss path, where the objective's score measures one."""
+    acc = getattr(self.scorer, 'last_metrics', {}).get('correct')
+    if acc is None:
+      return
+    best = int(np.argmin(losses))
+    extra['best_path_val_accuracy'] = float(acc[best])
+    log.info('%s: validation accuracy %.4f for the lowest loss (%.4f-%.4f '
+             'over the %d paths)', what, acc[best], acc.min(), acc.max(),
+             len(acc))
 
   def ranking(self, meta):
     """The searcher's Ranking of a finished run's meta."""

@@ -91,6 +91,11 @@ def test_a_missing_or_unusable_teacher_fails_in_one_line(tmp_path):
   c.distill.teacher = str(tmp_path)
   with pytest.raises(ValueError, match='holds neither spec.json'):
     build_method(c, space)
+  c.search.width_groups = 2
+  with pytest.raises(ValueError, match='set train.width_groups=1 and '
+                     'search.width_groups=1'):
+    build_method(c, space)
+  c.search.width_groups = 1
   c.distill.teacher = str(write_teacher(c, '8:4:8:8:8', tmp_path / 'narrow'))
   with pytest.raises(ValueError, match="block 1 takes the teacher's block-0 "
                      r'output \(4 channels\) but the supernet reads 8'):

@@ -49,10 +49,13 @@ def test_loss_and_score_on_made_up_logits():
 
   def run(side, fn):
     assert side == 0  # one side: no target network
-    return jnp.stack([fn(lambda x, p=p: logits[p], ('x', 'x'), p)
-                      for p in range(2)])
+    outs = [fn(lambda x, p=p: logits[p], ('x', 'x'), p) for p in range(2)]
+    return jax.tree.map(lambda *v: jnp.stack(v), *outs)
   w = jnp.array([1.0, 0.0])  # the second image is padding
-  np.testing.assert_allclose(obj.score(run, w, labels), ce[:, 0], rtol=1e-6)
+  got = obj.score(run, w, labels)
+  np.testing.assert_allclose(got['loss'], ce[:, 0], rtol=1e-6)
+  # image 0 (label 0): path 0 predicts class 0, path 1 class 2
+  np.testing.assert_array_equal(got['correct'], [1.0, 0.0])
   with pytest.raises(ValueError, match='needs labels'):
     obj.loss(forward, None, None, None, None, None, ('v',))
 
@@ -134,6 +137,9 @@ def test_supervised_scores_vectorised_equal_loop(sup):
   assert len(table) == 4
   np.testing.assert_allclose(vec, loop, rtol=1e-5, atol=1e-6)
   assert np.all((vec > 0) & (vec < 10))  # mean cross-entropies
+  acc = ev.last_metrics['correct']  # reported beside the loss
+  assert acc.shape == (4,) and np.all((acc >= 0) & (acc <= 1))
+  np.testing.assert_allclose(acc * 24, np.round(acc * 24), atol=1e-4)
   _, shuffled = ev.score_block(state, 0, PREFIX, val, calib,
                                val_labels=np.roll(y, 1))
   assert np.abs(shuffled - vec).max() > 1e-4
@@ -197,6 +203,11 @@ def test_oneshot_scores_whole_networks_by_hand(oneshot):
     logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     np.testing.assert_allclose(loss, -logp[np.arange(16), y].mean(),
                                rtol=1e-5)
+  want_acc = [float((np.asarray(tr.model.backbone.apply(
+      {k: s[k]['backbone'] for k in ('params', 'batch_stats')}, x,
+      jnp.asarray(a), mode='eval', output='logits')).argmax(-1) == y).mean())
+      for a in archs]
+  np.testing.assert_allclose(ev.last_metrics['correct'], want_acc, atol=1e-6)
 
 
 @pytest.mark.slow

@@ -203,6 +203,7 @@ class Evaluator:
     self.objective, self.mesh = objective, mesh
     self.view_fn = augment.make_view_fn(
         ml_collections.FrozenConfigDict(config.augment))
+    self.last_metrics = {}  # per path, of the last score: e.g. accuracy
     a = config.augment
     self.clean_view = jax.jit(functools.partial(
         augment.eval_view, mean=tuple(a.mean), std=tuple(a.std)))
@@ -273,13 +274,25 @@ class Evaluator:
     calib_fn, loss_fn = compiled_scorer(spec, self.mesh)
     archs_dev = jnp.asarray(archs)
     stats = calib_fn(state, archs_dev, self.calib_input(calib_images))
-    total, count = 0.0, 0.0
+    total, count = None, 0.0
     for v1, v2, w, y in self.view_pairs(val_images,
                                         self.config.search.batch_size,
                                         val_weights, val_labels):
-      total = total + loss_fn(state, stats, archs_dev, v1, v2, w, y)
+      out = loss_fn(state, stats, archs_dev, v1, v2, w, y)
+      total = out if total is None else jax.tree.map(jnp.add, total, out)
       count = count + w.sum()
-    return np.asarray(total) / float(count)
+    return self._means(total, float(count))
+
+  def _means(self, total, count):
+    """Mean loss per path; an objective's other per-path sums (a dict
+    score: 'loss' and e.g. 'correct') go to `last_metrics` as means."""
+    total = jax.device_get(total)
+    if isinstance(total, dict):
+      self.last_metrics = {k: np.asarray(v) / count for k, v in total.items()
+                           if k != 'loss'}
+      return np.asarray(total['loss']) / count
+    self.last_metrics = {}
+    return np.asarray(total) / count
 
   def score_block(self, state, block, prefix, val_images, calib_images,
                   val_weights=None, val_labels=None):
@@ -299,7 +312,7 @@ class Evaluator:
     calib = self.calib_input(calib_images)
     sides = self.objective.score_sides(state)
     per_path = [[stats_fn(p, st, a, calib) for p, st in sides] for a in archs]
-    totals, count = np.zeros(len(archs)), 0.0
+    totals, count = None, 0.0
     for v1, v2, w, y in self.view_pairs(val_images, s.batch_size,
                                         val_weights, val_labels):
       def run(side, fn):
@@ -307,6 +320,7 @@ class Evaluator:
                                                    x, a), (v1, v2), i)
                 for i, (a, st) in enumerate(zip(archs, per_path))]
         return jax.tree.map(lambda *x: jnp.stack(x), *outs)
-      totals += np.asarray(self.objective.score(run, w, labels=y))
+      out = jax.device_get(self.objective.score(run, w, labels=y))
+      totals = out if totals is None else jax.tree.map(np.add, totals, out)
       count += float(w.sum())
-    return table, totals / count
+    return table, self._means(totals, count)

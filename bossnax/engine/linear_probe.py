@@ -97,6 +97,10 @@ class LinearProbe:
                       micro(np.asarray(got['label'], np.int32)))
     return state
 
+  @property
+  def last_metrics(self):
+    return self.evaluator.last_metrics
+
   def score_archs(self, *args, **kw):
     del args, kw
     raise ValueError('search.evaluator=linear scores the blocks of a '

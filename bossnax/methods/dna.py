@@ -78,6 +78,10 @@ def projections(space, teacher, mode, image_size, embed_dim):
 def build(config, space):
   from bossnax.teacher import load_teacher
   d = config.distill
+  if config.train.width_groups > 1 or config.search.width_groups > 1:
+    raise ValueError('method=dna runs every path at full width (its '
+                     'projections read the full-width features): set '
+                     'train.width_groups=1 and search.width_groups=1')
   teacher = load_teacher(d.teacher)
   if space.num_blocks != getattr(teacher.space, 'num_blocks', None):
     raise ValueError(f'the teacher {d.teacher} has '

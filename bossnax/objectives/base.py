@@ -98,7 +98,8 @@ class Objective:
   def score(self, run, weights, labels=None):
     """Per-path loss summed over one batch of view pairs, [P]; lower is
     better. `weights` [B] is 0 for padding images; `labels` [B] are the
-    images' labels (read only where `uses_labels`)."""
+    images' labels (read only where `uses_labels`). Or a dict of per-path
+    sums: 'loss' ranks, the others (e.g. 'correct') are reported as means."""
     raise NotImplementedError
 
   def variables(self, state, which: str = 'online'):

@@ -5,7 +5,8 @@ Each block has a linear classifier on its pooled, width-adapted output (the
 same embedding the self-supervised heads read). A step trains the sampled
 paths of the current block with cross-entropy on the labels of one augmented
 view; a path is scored by its validation cross-entropy on clean (only
-normalised) images, its batch statistics recalibrated first. The finished
+normalised) images, its batch statistics recalibrated first (its accuracy
+is reported beside it). The finished
 blocks are frozen, as in every block-wise method.
 
 With `frozen_backbone` the same objective is the supervised linear
@@ -113,8 +114,10 @@ class BlockSupervised(Objective):
 
     def one(apply, views, i):
       del i
-      ce = cross_entropy(apply(views[0]), labels, self.num_classes)
-      return (ce * weights).sum()
+      logits = apply(views[0])
+      ce = cross_entropy(logits, labels, self.num_classes)
+      hit = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+      return {'loss': (ce * weights).sum(), 'correct': (hit * weights).sum()}
     return run(0, one)
 
 

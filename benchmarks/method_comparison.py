@@ -151,7 +151,7 @@ def report(args, methods, times):
   truth_file = c.search.truth_file
   truth = (rank.read_truth(os.path.join(ROOT, truth_file)) if truth_file
            else None)
-  rows, baselines = [], None
+  rows, baselines, base_n = [], None, 0
   for m in methods:
     path = os.path.join(args.workdir, m, 'scores.csv')
     if not os.path.isfile(path):
@@ -163,7 +163,10 @@ def report(args, methods, times):
       row.update({k: r[k] for k in ('kendall', 'spearman', 'pearson', 'n',
                                     'within_decile_spearman')})
       row['regret'] = {g['budget_quantile']: g['regret'] for g in r['regret']}
-      baselines = r['baselines']
+      if r['n'] > base_n:  # the baselines over the most architectures
+        baselines, base_n = r['baselines'], r['n']
+        for b in baselines.values():
+          b['n'] = r['n']
     row['paper'] = PAPER.get(args.space, {}).get(m)
     rows.append(row)
   smoke = args.preset in QUICK
@@ -171,22 +174,22 @@ def report(args, methods, times):
         f'budget' + (' -- a CPU smoke budget: the figures say only that the '
                      'pipeline runs, not how the methods rank' if smoke else
                      ''))
-  head = (f"{'method':<12} {'evaluation':<28} {'tau':>6} {'rho':>6} "
-          f"{'R':>6} {'rho/dec':>7} {'regret q.25/.5/.75/1':>22} "
+  head = (f"{'method':<18} {'evaluation':<28} {'n':>5} {'tau':>6} "
+          f"{'rho':>6} {'R':>6} {'rho/dec':>7} {'regret q.25/.5/.75/1':>22} "
           f"{'wall s':>7}  paper tau/rho/R")
   print(head)
 
   def fmt(r, name, evaluation):
     if 'kendall' not in r:
-      cells = ' ' * 51
+      cells = ' ' * 57
     else:
       reg = '/'.join(f"{r['regret'][q]:.2f}" for q in (0.25, 0.5, 0.75, 1.0))
-      cells = (f"{r['kendall']:>6.3f} {r['spearman']:>6.3f} "
+      cells = (f"{r['n']:>5} {r['kendall']:>6.3f} {r['spearman']:>6.3f} "
                f"{r['pearson']:>6.3f} {r['within_decile_spearman']:>7.3f} "
                f"{reg:>22}")
     wall = f"{r['wall_s']:>7.0f}" if r.get('wall_s') else ' ' * 7
     paper = '/'.join(f'{v:.2f}' for v in r['paper']) if r.get('paper') else ''
-    return f'{name:<12} {evaluation:<28} {cells} {wall}  {paper}'
+    return f'{name:<18} {evaluation:<28} {cells} {wall}  {paper}'
   for r in rows:
     print(fmt(r, r['method'], r['evaluation']))
   if baselines:

@@ -239,3 +239,27 @@ def test_the_searcher_scores_the_benchmark_and_rank_reads_it(space,
   assert result['n'] == 23
   assert set(result['baselines']) == {'params', 'flops', 'log_hidden'}
   assert abs(result['baselines']['flops']['kendall'] - 0.755) < 1e-3
+
+
+@pytest.mark.slow
+def test_export_and_retrain_an_mbconv_path_through_the_clis(tiny, tmp_path):
+  """`bossnax.export` writes an MBConv path's spec, and `bossnax.retrain`
+  trains that network from the supernet's weights cut out for it (what
+  export writes from a run's checkpoint: standalone_variables)."""
+  from bossnax import export, retrain
+  _, tr, state = tiny
+  text, out = '1|3|2|0|3', tmp_path / 'best'
+  assert export.main([f'--config={ROOT}/configs/mbconv_cifar.py:tiny',
+                      '--weights=none', f'--arch={text}',
+                      f'--out={out}']) == 0
+  export.save_weights(out / 'weights', export.standalone_variables(
+      tr.space, tr.objective, state, tr.space.parse(text)))
+  assert retrain.main([f'--config={ROOT}/configs/retrain_hytra.py:tiny',
+                       f'--config.spec={out}/spec.json',
+                       f'--config.init_weights={out}/weights',
+                       '--config.data.image_size=16',
+                       '--config.train.epochs=1',
+                       f'--workdir={tmp_path}/rt']) == 0
+  result = json.loads((tmp_path / 'rt' / 'retrain_result.json').read_text())
+  assert (result['space'], result['arch']) == ('mbconv', text)
+  assert 0.0 <= result['top1'] <= result['top5'] <= 1.0

@@ -2,7 +2,9 @@
 the data path: the cross-entropy against a hand computation, one classifier
 per block trained with its block only, labels really read by the supervised
 step and score and never by the self-supervised ones, vectorised scoring
-equal to the per-path loop."""
+equal to the per-path loop, accuracy reported. One-shot supervised training
+(method=supervised_oneshot): whole paths, every block trained, whole
+networks scored by hand, a whole run ranked and rescored."""
 
 import jax
 import jax.numpy as jnp
@@ -224,3 +226,7 @@ def test_oneshot_run_ranks_every_architecture(tmp_path):
   rows = (tmp_path / 'scores.csv').read_text().splitlines()
   assert len(rows) == 33 and summary['best'] == meta['archs'][int(
       np.argmin(meta['losses']))]
+  # bossnax.rescore scores the same whole networks again: the same losses
+  from bossnax.rescore import rescore
+  _, again, diff = rescore(c, str(tmp_path / 'run'), str(tmp_path / 'again'))
+  assert diff < 1e-5 and again['archs'] == meta['archs']

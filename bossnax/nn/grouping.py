@@ -109,3 +109,16 @@ def init(module: nn.Module, rngs, *args, **kwargs):
   flat = flat_module.init(rngs, *args, **kwargs)
   like = jax.eval_shape(lambda: module.init(rngs, *args, **kwargs))
   return regroup(flat, like)
+
+
+def block_heads(module: nn.Module, head, inputs, num_blocks: int,
+                grouped: bool = True):
+  """{b: head(b, x)} for each (block b, input x) of `inputs`, each head
+  created under `heads/block{b}` of `module` (the objectives' heads). Call
+  from inside `module`'s compact method, once per forward pass; `head`
+  creates its submodules where it runs (the group's scope)."""
+  def run(scope, inputs):
+    group = block_groups(scope, num_blocks, grouped)
+    return {b: group[b](lambda _scope, b, x: head(b, x), b, x)
+            for b, x in inputs.items()}
+  return groups(module, ['heads'], grouped)['heads'](run, inputs)

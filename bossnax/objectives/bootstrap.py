@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bossnax.nn.grouping import block_groups, groups
+from bossnax.nn.grouping import block_heads
 from bossnax.nn.switchable import SwitchableBatchNorm
 from bossnax.objectives.base import Objective
 
@@ -55,23 +55,19 @@ class Siamese(nn.Module):
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):
     # The heads of block b live under heads/block{b} (nn/grouping.py).
-    def head(scope, b, e):
-      del scope
+    def head(b, e):
       z = MLP(self.proj_hidden, self.proj_dim, name=f'projector{b}')(e, mode)
       return z, MLP(self.pred_hidden, self.proj_dim,
                     name=f'predictor{b}')(z, mode)
 
-    def heads(scope, embeds):
-      group = block_groups(scope, self.num_blocks, self.grouped)
-      return {b: group[b](head, b, e) for b, e in embeds.items()}
-
-    run_heads = groups(self, ['heads'], self.grouped)['heads']
     if self.is_initializing():  # create every block's heads
       embeds, _ = self.backbone(x, arch, mode=mode)
-      return run_heads(heads, dict(enumerate(embeds)))[block]
-    e = self.backbone(x, arch, block=block, mode=mode, output='embed',
-                      start=start)
-    return run_heads(heads, {block: e})[block]
+      inputs = dict(enumerate(embeds))
+    else:
+      inputs = {block: self.backbone(x, arch, block=block, mode=mode,
+                                     output='embed', start=start)}
+    return block_heads(self, head, inputs, self.num_blocks,
+                       self.grouped)[block]
 
 
 def normalize(x, eps=1e-12):

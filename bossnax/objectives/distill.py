@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from bossnax.nn.grouping import block_groups, groups
+from bossnax.nn.grouping import block_heads
 from bossnax.objectives.base import Objective
 
 
@@ -54,28 +54,23 @@ class Distiller(nn.Module):
 
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):
-    def head(scope, b, f):
-      del scope
+    def head(b, f):
       if not self.project[b]:
         return f
       return nn.Conv(self.project[b], (1, 1), name=f'projection{b}')(f)
 
-    def heads(scope, feats):
-      group = block_groups(scope, self.num_blocks, self.grouped)
-      return {b: group[b](head, b, f) for b, f in feats.items()}
-
-    run_heads = groups(self, ['heads'], self.grouped)['heads']
+    run = lambda feats: block_heads(self, head, feats, self.num_blocks,
+                                    self.grouped)[block]
     if self.is_initializing():  # every block's layers and projection
       self.backbone(x, arch, mode=mode)
-      feats = {b: jnp.zeros((1, 1, 1, c), x.dtype)
-               for b, c in enumerate(self.student_channels)}
-      return run_heads(heads, feats)[block], None
+      return run({b: jnp.zeros((1, 1, 1, c), x.dtype)
+                  for b, c in enumerate(self.student_channels)}), None
     if block > 0 and not start:  # from the image: the teacher's prefix
       x, start = self._teach(x, block - 1), True
     h = self.backbone(x, arch, block=block, mode=mode, output='features',
                       start=start and block > 0)
     target = self._teach(x, block, start=start and block > 0)
-    return run_heads(heads, {block: h})[block], target
+    return run({block: h}), target
 
 
 def feature_mse(student, target):

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bossnax.nn.grouping import block_groups, groups
+from bossnax.nn.grouping import block_heads
 from bossnax.objectives.base import Objective
 
 
@@ -43,21 +43,15 @@ class BlockClassifiers(nn.Module):
 
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):
-    def head(scope, b, e):
-      del scope
-      return nn.Dense(self.num_classes, name=f'classifier{b}')(e)
-
-    def heads(scope, embeds):
-      group = block_groups(scope, self.num_blocks, self.grouped)
-      return {b: group[b](head, b, e) for b, e in embeds.items()}
-
-    run_heads = groups(self, ['heads'], self.grouped)['heads']
+    head = lambda b, e: nn.Dense(self.num_classes, name=f'classifier{b}')(e)
     if self.is_initializing():  # create every block's classifier
       embeds, _ = self.backbone(x, arch, mode=mode)
-      return run_heads(heads, dict(enumerate(embeds)))[block]
-    e = self.backbone(x, arch, block=block, mode=mode, output='embed',
-                      start=start)
-    return run_heads(heads, {block: e})[block]
+      inputs = dict(enumerate(embeds))
+    else:
+      inputs = {block: self.backbone(x, arch, block=block, mode=mode,
+                                     output='embed', start=start)}
+    return block_heads(self, head, inputs, self.num_blocks,
+                       self.grouped)[block]
 
 
 def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):

@@ -122,3 +122,19 @@ def block_heads(module: nn.Module, head, inputs, num_blocks: int,
     return {b: group[b](lambda _scope, b, x: head(b, x), b, x)
             for b, x in inputs.items()}
   return groups(module, ['heads'], grouped)['heads'](run, inputs)
+
+
+def embed_heads(module: nn.Module, head, x, arch, *, block: int, mode: str,
+                start: bool = False):
+  """head(block, embedding of block `block` of `module.backbone`), under
+  heads/block{b}: what the objectives' models (module.num_blocks,
+  module.grouped) compute. While initialising, every block's embedding
+  goes through its head, so every head is created."""
+  if module.is_initializing():
+    embeds, _ = module.backbone(x, arch, mode=mode)
+    inputs = dict(enumerate(embeds))
+  else:
+    inputs = {block: module.backbone(x, arch, block=block, mode=mode,
+                                     output='embed', start=start)}
+  return block_heads(module, head, inputs, module.num_blocks,
+                     module.grouped)[block]

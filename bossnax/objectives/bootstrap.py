@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bossnax.nn.grouping import block_heads
+from bossnax.nn.grouping import embed_heads
 from bossnax.nn.switchable import SwitchableBatchNorm
 from bossnax.objectives.base import Objective
 
@@ -60,14 +60,8 @@ class Siamese(nn.Module):
       return z, MLP(self.pred_hidden, self.proj_dim,
                     name=f'predictor{b}')(z, mode)
 
-    if self.is_initializing():  # create every block's heads
-      embeds, _ = self.backbone(x, arch, mode=mode)
-      inputs = dict(enumerate(embeds))
-    else:
-      inputs = {block: self.backbone(x, arch, block=block, mode=mode,
-                                     output='embed', start=start)}
-    return block_heads(self, head, inputs, self.num_blocks,
-                       self.grouped)[block]
+    return embed_heads(self, head, x, arch, block=block, mode=mode,
+                       start=start)
 
 
 def normalize(x, eps=1e-12):

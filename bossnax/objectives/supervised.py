@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from bossnax.nn.grouping import block_heads
+from bossnax.nn.grouping import embed_heads
 from bossnax.objectives.base import Objective
 
 
@@ -44,14 +44,8 @@ class BlockClassifiers(nn.Module):
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):
     head = lambda b, e: nn.Dense(self.num_classes, name=f'classifier{b}')(e)
-    if self.is_initializing():  # create every block's classifier
-      embeds, _ = self.backbone(x, arch, mode=mode)
-      inputs = dict(enumerate(embeds))
-    else:
-      inputs = {block: self.backbone(x, arch, block=block, mode=mode,
-                                     output='embed', start=start)}
-    return block_heads(self, head, inputs, self.num_blocks,
-                       self.grouped)[block]
+    return embed_heads(self, head, x, arch, block=block, mode=mode,
+                       start=start)
 
 
 def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):

@@ -10,9 +10,11 @@ Each method is a `python -m bossnax.main` run in WORKDIR/METHOD (a finished
 one is reused: the harness resumes); 'linear' is BossNAS's supernet scored by
 supervised linear evaluation (`bossnax.rescore --config.search.evaluator=
 linear`); 'supervised_oneshot' scores the ground truth's architectures as
-whole networks. DNA needs a teacher: --teacher=DIR, or on NATS one is trained
-first (the widest network, configs/retrain_hytra.py:nats_quick for the quick
-preset, :nats otherwise) into WORKDIR/teacher. Writes WORKDIR/comparison.json
+whole networks. DNA needs a teacher: --teacher=DIR, or one is trained first
+into WORKDIR/teacher (NATS: the widest network, configs/retrain_hytra.py:
+nats_quick for the quick preset, :nats otherwise; the MBConv quick/tiny and
+HyTra tiny presets: retrain_hytra.py:*_teacher); on HyTra the search's
+space.block_ends are set to where the teacher's blocks end. Writes WORKDIR/comparison.json
 and prints the table; the wall times include compilation.
 """
 
@@ -60,24 +62,40 @@ def run(cmd, log):
   return code, time.time() - tic
 
 
+TEACHER_PRESETS = {('nats', 'quick'): 'nats_quick', ('nats', 'tiny'):
+                   'nats_quick', ('mbconv', 'quick'): 'mbconv_quick_teacher',
+                   ('mbconv', 'tiny'): 'mbconv_tiny_teacher',
+                   ('hytra', 'tiny'): 'hytra_tiny_teacher'}
+
+
 def teacher_for(args, workdir):
-  if args.teacher:
-    return args.teacher
-  if args.space != 'nats':
-    return ''
-  out = os.path.join(workdir, 'teacher')
-  if not os.path.isfile(os.path.join(out, 'retrain_result.json')):
-    preset = 'nats_quick' if args.preset in QUICK else 'nats'
-    print(f'training the DNA teacher (retrain_hytra.py:{preset}) in {out}',
-          flush=True)
-    code, secs = run([sys.executable, '-m', 'bossnax.retrain',
-                      f'--config=configs/retrain_hytra.py:{preset}',
-                      f'--workdir={out}'], out + '.log')
-    if code:
-      print(f'  teacher failed (see {out}.log): no DNA row', flush=True)
-      return ''
-    print(f'  {secs:.0f} s', flush=True)
-  return out
+  """(the DNA teacher's directory, the search's extra overrides): --teacher,
+  or one trained first with configs/retrain_hytra.py's preset for this
+  space and budget; ('', []) when there is none."""
+  teacher = args.teacher
+  if not teacher:
+    preset = TEACHER_PRESETS.get((args.space, args.preset),
+                                 'nats' if args.space == 'nats' else '')
+    if not preset:
+      return '', []
+    teacher = os.path.join(workdir, 'teacher')
+    if not os.path.isfile(os.path.join(teacher, 'retrain_result.json')):
+      print(f'training the DNA teacher (retrain_hytra.py:{preset}) in '
+            f'{teacher}', flush=True)
+      code, secs = run([sys.executable, '-m', 'bossnax.retrain',
+                        f'--config=configs/retrain_hytra.py:{preset}',
+                        f'--workdir={teacher}'], teacher + '.log')
+      if code:
+        print(f'  teacher failed (see {teacher}.log): no DNA row', flush=True)
+        return '', []
+      print(f'  {secs:.0f} s', flush=True)
+  extra = []
+  if args.space == 'hytra':  # blocks end at the teacher's scales
+    from bossnax.teacher import load_teacher
+    t = load_teacher(teacher)
+    ends = t.space.block_end_stages(t.space.unflatten(t.arch_vec))
+    extra.append(f'--config.space.block_ends={tuple(ends)}')
+  return teacher, extra
 
 
 def main(argv=None):
@@ -123,11 +141,11 @@ def main(argv=None):
         if args.preset in QUICK:  # a whole network per candidate: a CPU's
           cmd.append('--config.search.num_archs=128')  # minutes
       if m == 'dna':
-        teacher = teacher_for(args, args.workdir)
+        teacher, extra = teacher_for(args, args.workdir)
         if not teacher:
           print('dna: no teacher (--teacher=DIR): skipped', flush=True)
           continue
-        cmd.append(f'--config.distill.teacher={teacher}')
+        cmd += [f'--config.distill.teacher={teacher}', *extra]
     print(f'{m}: running, log in {out}.log', flush=True)
     os.makedirs(out, exist_ok=True)
     code, secs = run(cmd, out + '.log')

@@ -284,7 +284,10 @@ def hytra_base():
   c = search_config()
   space = {'name': 'hytra', 'num_classes': 1000, 'restricted': True,
            'base_width': 64, 'heads': (4, 8), 'stem': 'imagenet',
-           'last_stride': 2, 'depth': 4}
+           'last_stride': 2, 'depth': 4,
+           # a stage (0..3) per block to end at, () = free; method=dna
+           # sets its teacher's (docs/methods.md)
+           'block_ends': ()}
   c.space = type(c.space)(space)
   c.model.embed_dim = 2048  # every block's adapter ends at the 1/32 width
   c.model.proj_hidden = 4096

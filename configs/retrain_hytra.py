@@ -9,7 +9,9 @@ epochs then cosine to 1e-5, label smoothing 0.1, mixup 0.8 / cutmix 1.0:
 Presets: ':cifar' (the embedded real CIFAR-10 subset, 32x32, 10 classes),
 ':tiny' (seconds on a CPU, for tests; a tiny NATS net for now), ':nats' and
 ':nats_quick' (the widest NATS network, DNA's teacher on NATS: 32x32, or 16x16
-as configs/nats_cifar10.py:quick searches; docs/methods.md).
+as configs/nats_cifar10.py:quick searches; docs/methods.md),
+':mbconv_quick_teacher', ':mbconv_tiny_teacher', ':hytra_tiny_teacher' (the
+same for the CPU presets of those spaces).
 """
 
 import ml_collections
@@ -93,9 +95,12 @@ def get_config(preset: str = ''):
     c.data.image_size = 16
   elif preset in ('nats', 'nats_quick'):
     _nats_teacher(c, quick=preset == 'nats_quick')
+  elif preset in TEACHERS:
+    _teacher_of(c, *TEACHERS[preset])
   elif preset:
     raise ValueError(f'unknown preset {preset!r}: use retrain_hytra.py:cifar, '
-                     ':tiny, :tiny_hytra, :nats or :nats_quick')
+                     ':tiny, :tiny_hytra, :nats, :nats_quick, '
+                     f':{", :".join(TEACHERS)}')
   return c
 
 
@@ -138,6 +143,43 @@ def _tiny(c):
   c.train.eval_every_epochs = 1
   c.train.checkpoint_every_steps = 3
   c.eval.batch_size = 128
+
+
+# method=dna teachers for the CPU presets of the other spaces: (the search
+# preset's space, its image size, an architecture with the supernet's full
+# widths at the block boundaries); on hytra the teacher's block-end scales
+# become the search's space.block_ends (docs/methods.md).
+_MBCONV_QUICK = {'name': 'mbconv', 'layout': 'bossnas', 'num_classes': 10,
+                 'cifar_stem': True, 'stage_layers': (1, 1, 1, 1, 1),
+                 'stage_widths': (8, 16, 24, 32, 48)}
+TEACHERS = {  # as configs/mbconv_cifar.py:quick, :tiny, hytra_cifar.py:tiny
+    'mbconv_quick_teacher': (_MBCONV_QUICK, 16, '1|1|1|1|1'),
+    'mbconv_tiny_teacher': (dict(_MBCONV_QUICK, stage_widths=(8,) * 5), 16,
+                            '1|1|1|1|1'),
+    'hytra_tiny_teacher': ({'name': 'hytra', 'num_classes': 10,
+                            'stem': 'cifar', 'base_width': 4,
+                            'heads': (1, 2), 'depth': 1}, 16,
+                           '[[],[],[1],[1,1,1]]'),
+}
+
+
+def _teacher_of(c, space, image_size, arch):
+  """Train `arch` of `space` at `image_size` on the embedded CIFAR-10
+  subset (512 images, 5 epochs): a CPU minute or two."""
+  _cifar(c)
+  c.space = ml_collections.ConfigDict(space)
+  c.arch = arch
+  c.augment.ops = 'crop_flip'
+  c.data.image_size = image_size
+  c.data.train_images = 512
+  c.train.batch_size = 32
+  c.train.epochs = 5
+  c.train.warmup_epochs = 0.5
+  c.train.mixup_alpha = 0.0
+  c.train.cutmix_alpha = 0.0
+  c.train.log_every_steps = 4
+  c.train.eval_every_epochs = 5
+  c.eval.batch_size = 500
 
 
 def _nats_teacher(c, quick):

@@ -46,7 +46,8 @@ PRESETS = {  # every config file and its presets
     'mbconv_cifar.py': ('', 'quick', 'tiny'),
     'mbconv_imagenet.py': ('', 'dna'),
     'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra', 'nats',
-                         'nats_quick'),
+                         'nats_quick', 'mbconv_quick_teacher',
+                         'mbconv_tiny_teacher', 'hytra_tiny_teacher'),
 }
 
 
@@ -62,8 +63,8 @@ def test_every_config_file_loads(name, preset):
   tiny_nats = name == 'retrain_hytra.py' and preset in ('tiny', 'nats',
                                                         'nats_quick')
   assert c.space.name == ('nats' if name.startswith('nats') or tiny_nats
-                          else name.split('_')[0] if name.startswith(
-                              'mbconv') else 'hytra')
+                          else 'mbconv' if name.startswith('mbconv') or
+                          preset.startswith('mbconv') else 'hytra')
   if name.startswith('retrain'):
     assert 'method' not in c
   else:  # one schema for every search run (the space's fields aside)

@@ -104,3 +104,56 @@ def test_a_missing_or_unusable_teacher_fails_in_one_line(tmp_path):
   c.distill.projection = 'none'
   with pytest.raises(ValueError, match='set distill.projection=auto'):
     build_method(c, space)
+
+
+@pytest.mark.slow
+def test_hytra_block_reads_and_regresses_the_teachers_scale(tmp_path):
+  """HyTra: block 2 of every path starts from the teacher's block-1 map in
+  its scale's slot (zeros at the others) and is scored by the MSE of its
+  slot at the teacher's block-2 scale, by hand; blocks must end where the
+  teacher's do."""
+  from bossnax.config import load_config_file
+  from conftest import ROOT
+  c = load_config_file(str(ROOT / 'configs/hytra_cifar.py') + ':tiny')
+  c.method = 'dna'
+  c.search.recalibrate_bn = False
+  c.distill.teacher = str(write_teacher(c, '[[],[1],[1],[1,1]]',
+                                        tmp_path / 'teacher'))
+  with pytest.raises(ValueError, match=r'set --config.space.block_ends='
+                     r'"\(1, 2, 3, 3\)"'):
+    build_method(c, make_space(c.space))
+  c.space.block_ends = (1, 2, 3, 3)
+  tr = trainer(c, image_shape=(16, 16, 3))
+  assert tr.objective.ends == (1, 2, 3, 3)
+  assert tr.objective.project == (0, 0, 0, 0)  # same scale, same width
+  state = jax.device_get(tr.init_state(0))
+  # noise on every parameter: the zero-initialised BN scales would make
+  # each fresh candidate its shortcut
+  leaves, tree = jax.tree.flatten(state['params']['backbone'])
+  keys = jax.random.split(jax.random.key(3), len(leaves))
+  state['params']['backbone'] = jax.tree.unflatten(tree, [
+      p + 0.05 * jax.random.normal(k, p.shape) for p, k in zip(leaves, keys)])
+  prefix = np.array([4, 3, 1, 0], np.int32)  # ends at 1/8, 1/16, 1/32, 1/32
+  val = np.random.default_rng(0).integers(0, 255, (16, 16, 16, 3), np.uint8)
+  ev = Evaluator(c, tr.space, tr.model, tr.objective, tr.mesh)
+  table, got = ev.score_block(state, 2, prefix, val, val)
+  assert sorted(map(int, table[:, 0])) == [0, 1]  # att / conv @1/32
+
+  teacher, net = tr.model.teacher, tr.model.backbone
+  tv = {k: state[k]['teacher'] for k in ('params', 'batch_stats')}
+  sv = {k: state[k]['backbone'] for k in ('params', 'batch_stats')}
+  x = augment.eval_view(jnp.asarray(val), c.augment.mean, c.augment.std)
+  tarch = jnp.asarray(tr.model.teacher_arch)
+  h = teacher.apply(tv, x, tarch, block=1, mode='eval', output='features')
+  assert h.shape == (16, 4, 4, 64)  # 1/16 at 16x16, 16 x base width 4
+  slots = {2: h, 3: jnp.zeros((16, 2, 2, 128))}
+  target = np.asarray(teacher.apply(tv, slots, tarch, block=2, mode='eval',
+                                    output='features', start=True))
+  for path, loss in zip(table, got):
+    arch = prefix.copy()
+    arch[2] = path[0]
+    f = net.apply(sv, slots, jnp.asarray(arch), block=2, mode='eval',
+                  output='features', start=True)
+    np.testing.assert_allclose(
+        loss, ((np.asarray(f[3]) - target) ** 2).mean(), rtol=1e-4)
+  assert np.ptp(got) > 0

@@ -115,3 +115,21 @@ def test_imagenet_config_builds_the_paper_supernet():
         lambda v, x: tr.model.apply(v, x, vec, block=k, mode='train',
                                     mutable=['batch_stats']), variables, x)
     assert z.shape == q.shape == (2, c.model.proj_dim)
+
+
+def test_block_ends_fix_where_blocks_end():
+  """space.block_ends (method=dna on HyTra): the count is the product of
+  independent block tables, the architectures ending there stay valid and
+  the others do not; an impossible list fails in one line."""
+  free = HyTraSpace()
+  ends = free.block_end_stages(free.parse('ResNet50-T'))
+  assert ends == (1, 2, 2, 3) == free.block_end_stages(free.parse('DNA-T'))
+  space = HyTraSpace(block_ends=ends)
+  sizes = [len(space.block_paths(k, space.smallest()[:k])) for k in range(4)]
+  assert sizes == [4, 30, 16, 64] and space.count() == 4 * 30 * 16 * 64
+  assert space.is_valid(space.parse('DNA-T'))
+  assert not space.is_valid(space.parse('BossNet-T0'))
+  with pytest.raises(ValueError, match='no architecture of the space ends'):
+    HyTraSpace(block_ends=(3, 0, 2, 3))
+  with pytest.raises(ValueError, match='give a stage 0..3'):
+    HyTraSpace(block_ends=(1, 2))

@@ -63,3 +63,17 @@ def test_unknown_evaluator_fails_in_one_line(tmp_path):
   with pytest.raises(ValueError, match="search.evaluator='knn': use one of "
                      'objective, linear'):
     Run(c, str(tmp_path / 'run'), write_metrics=False)
+
+
+def test_probe_optimises_its_own_way_whatever_the_run_did():
+  """The probe's recipe (docs/methods.md) does not inherit a run's
+  exponential schedule, per-block rates, warm-up or weight decay."""
+  from bossnax import defaults
+  from bossnax.engine.linear_probe import probe_config
+  from conftest import tiny_config
+  c = tiny_config()
+  defaults.dna_official(c)
+  c.train.block_lr = (0.002, 0.005, 0.005)
+  t = probe_config(c).train
+  assert (t.schedule, tuple(t.block_lr), t.warmup_epochs, t.weight_decay,
+          t.optimizer, t.lr) == ('cosine', (), 0.0, 0.0, 'sgd', 0.1)

@@ -33,7 +33,8 @@ EVALUATORS = ('objective', 'linear')
 def probe_config(config):
   """The run's config with the probe's optimisation: search.linear_steps
   steps of search.linear_optimizer at search.linear_lr (no scaling, no
-  warm-up, no weight decay), one 'epoch' per block."""
+  warm-up, no weight decay), cosine-decayed over one 'epoch' per block,
+  whatever schedule the supernet trained with."""
   s = config.search
   if s.linear_steps < 1:
     raise ValueError(f'search.linear_steps={s.linear_steps}: the linear '
@@ -43,6 +44,7 @@ def probe_config(config):
   t.optimizer = s.linear_optimizer
   t.lr, t.lr_sum, t.lr_scaling = float(s.linear_lr), 0.0, 'none'
   t.warmup_epochs, t.epochs_per_block, t.weight_decay = 0.0, 1, 0.0
+  t.schedule, t.block_lr = 'cosine', ()
   return c
 
 

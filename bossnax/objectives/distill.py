@@ -12,6 +12,12 @@ batch statistics are recalibrated; an architecture by the sum over blocks
 (DNA's 'sum' join). Blocks do not depend on each other's choices here, so
 the searcher's prefixes change nothing but what is computed.
 
+On a multi-scale space (HyTra: a block's output is a map per scale) every
+block ends at the teacher's scale (the space's `block_ends`, set from the
+teacher by methods/dna.py): the teacher's map enters the supernet's slot of
+that scale (zeros at the others) and the student's map of that slot is
+regressed, at the same resolution and width as the teacher's.
+
 The teacher's variables sit in the state under params/batch_stats 'teacher'
 (loaded at initialisation, `init_variables`); they never train (train_mask)
 and receive no gradient; the teacher always runs in eval mode.
@@ -39,6 +45,10 @@ class Distiller(nn.Module):
   num_blocks: int
   project: tuple  # per block: channels of the 1x1 projection, 0 = none
   student_channels: tuple  # per block: the supernet's output channels
+  # Multi-scale spaces: per block the supernet's output slots ((scale, H, W,
+  # C), ...) and the scale the block ends at (the teacher's); () otherwise.
+  slots: tuple = ()
+  ends: tuple = ()
   grouped: bool = True
 
   def _teach(self, x, block, start=False):
@@ -46,11 +56,21 @@ class Distiller(nn.Module):
     return jax.lax.stop_gradient(self.teacher(
         x, arch, block=block, mode='eval', output='features', start=start))
 
+  def _as_input(self, f, block):
+    """The teacher's block-`block` output as block `block + 1` reads it:
+    the map, or on a multi-scale space the slots dict with the map at the
+    block's end scale and zeros at the others."""
+    if not self.slots:
+      return f
+    return {s: f if s == self.ends[block] else
+            jnp.zeros((f.shape[0], h, w, c), f.dtype)
+            for s, h, w, c in self.slots[block]}
+
   def prefix(self, x, arch, *, block: int, mode: str = 'frozen'):
     """The student's input of block `block`: the teacher's block-1 output
     (the same for every path: computed once by the trainer and scorer)."""
     del arch, mode
-    return self._teach(x, block - 1)
+    return self._as_input(self._teach(x, block - 1), block - 1)
 
   @nn.compact
   def __call__(self, x, arch, *, block: int, mode: str, start=False):
@@ -66,10 +86,12 @@ class Distiller(nn.Module):
       return run({b: jnp.zeros((1, 1, 1, c), x.dtype)
                   for b, c in enumerate(self.student_channels)}), None
     if block > 0 and not start:  # from the image: the teacher's prefix
-      x, start = self._teach(x, block - 1), True
+      x, start = self._as_input(self._teach(x, block - 1), block - 1), True
     h = self.backbone(x, arch, block=block, mode=mode, output='features',
                       start=start and block > 0)
     target = self._teach(x, block, start=start and block > 0)
+    if self.slots:  # the slot of the teacher's scale
+      h = h[self.ends[block]]
     return run({block: h}), target
 
 
@@ -86,6 +108,8 @@ class Distillation(Objective):
   teacher_path: str = ''
   project: tuple = ()  # per block, from methods/dna.py
   student_channels: tuple = ()
+  slots: tuple = ()  # multi-scale spaces: see Distiller
+  ends: tuple = ()
 
   @property
   def _teacher(self):
@@ -96,7 +120,8 @@ class Distillation(Objective):
     t = self._teacher
     return Distiller(backbone, t.net, t.arch_vec, num_blocks,
                      self.project or (0,) * num_blocks,
-                     self.student_channels or (0,) * num_blocks)
+                     self.student_channels or (0,) * num_blocks,
+                     self.slots, self.ends)
 
   def init_variables(self, params, batch_stats):
     v = self._teacher.variables

@@ -5,6 +5,9 @@
                             exhaustively from the block tables
   whole.WholeArchs          one-shot methods: every candidate scored as a
                             whole network
+  evolution                 whole-architecture search of large spaces:
+                            evolution (SPOS), NSGA-II, random in a band
+                            (docs/search.md; python -m bossnax.search_arch)
   ranking.Ranking           the result every consumer reads: scores.csv,
                             ranking.json, the best architecture, the best
                             within a budget

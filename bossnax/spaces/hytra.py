@@ -107,13 +107,16 @@ def hytra_madds_params(stages, resolution=224, last_stride=2,
 class HyTraSpace(SearchSpace):
   """The fabric. `base_width` scales every width (64: the paper's; 8 runs on
   a CPU); `stem='cifar'` keeps 32x32 images at 32x32 for the first scale;
-  `last_stride=1` builds T1-style networks (no down-sampling into 1/32)."""
+  `last_stride=1` builds T1-style networks (no down-sampling into 1/32);
+  `block_ends` (a stage 0..3 per block, e.g. (1, 2, 2, 3)) makes every
+  block end at that scale, so blocks no longer depend on each other (what
+  method=dna needs: each block reads and regresses a teacher's maps)."""
 
   path_batching = 'map'  # paths switch branches: run them one by one
 
   def __init__(self, num_classes=1000, restricted=True, base_width=64,
                heads=(4, 8), stem='imagenet', embed_dim=None, last_stride=2,
-               depth=4):
+               depth=4, block_ends=()):
     if stem not in ('imagenet', 'cifar'):
       raise ValueError(f"hytra stem {stem!r}: use 'imagenet' or 'cifar'")
     if (4 * base_width) % heads[0] or (8 * base_width) % heads[1] or \
@@ -131,15 +134,25 @@ class HyTraSpace(SearchSpace):
     if depth < 1:
       raise ValueError(f'hytra depth {depth}: layers per block, at least 1')
     self.depth = depth  # layers per block: 4 in the paper; less for tests
+    self.block_ends = tuple(int(e) for e in block_ends)
+    if self.block_ends and (len(self.block_ends) != 4 or any(
+        not 0 <= e <= 3 for e in self.block_ends)):
+      raise ValueError(f'hytra block_ends {block_ends}: give a stage 0..3 '
+                       '(1/4 .. 1/32) for each of the 4 blocks, or ()')
     self.blocks = tuple(
         Block(f'block{k}', tuple(Layer(f'l{depth * k + i}', LABELS)
                                  for i in range(depth))) for k in range(4))
+    if self.block_ends:
+      self.count()  # fails in one line if no architecture ends there
 
   # -- validity and counting ---------------------------------------------------
   def _allowed(self, layer, stage, prev_stage):
     if prev_stage is not None and stage not in (prev_stage, prev_stage + 1):
       return False  # keep the resolution or halve it once
     if self.restricted and stage not in BLOCK_STAGES[layer // self.depth]:
+      return False
+    if self.block_ends and layer % self.depth == self.depth - 1 and \
+        stage != self.block_ends[layer // self.depth]:
       return False
     return True
 
@@ -174,7 +187,18 @@ class HyTraSpace(SearchSpace):
           if self._allowed(layer, stage, prev):
             new[stage] = new.get(stage, 0) + n
       ways = new
+    if not ways:
+      raise ValueError(f'hytra block_ends {self.block_ends}: no architecture '
+                       'of the space ends its blocks there (a layer keeps '
+                       'or halves the resolution; restricted blocks: '
+                       f'{BLOCK_STAGES})')
     return sum(ways.values())
+
+  def block_end_stages(self, arch: Arch) -> tuple[int, ...]:
+    """The stage (0 = 1/4 .. 3 = 1/32) each block of `arch` ends at."""
+    flat = self.flatten(arch)
+    return tuple(CHOICES[int(flat[self.depth * k + self.depth - 1])][0]
+                 for k in range(4))
 
   # -- encodings -----------------------------------------------------------------
   def to_stages(self, arch: Arch) -> list[list[int]]:

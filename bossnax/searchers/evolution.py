@@ -1,0 +1,284 @@
+"""Whole-architecture search for spaces too large to enumerate: evolution
+(SPOS / AutoFormer), NSGA-II and random search in a cost band (DATA), each
+a function of (space, fitness, constraints, seed) that returns every
+architecture it evaluated as a `Ranking`, with the evaluations it used.
+
+A fitness maps a list of architectures to scores (higher is better) and
+counts every architecture it is asked for; `available(text)` says which it
+can score (a score table covers part of the space: the others are treated
+like invalid children and redrawn, without spending an evaluation).
+Costs are the space's own counter (`flops_params`, describe's MAdds and
+params), cached per architecture.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import functools
+
+import numpy as np
+
+from bossnax.searchers.ranking import Ranking
+
+
+# -- fitness and constraints ------------------------------------------------------
+class TableFitness:
+  """Scores looked up in a table {arch string: score} (e.g. a CSV with an
+  `arch` column and a score column); every lookup is one evaluation."""
+
+  def __init__(self, table: dict):
+    self.table, self.evaluations = dict(table), 0
+
+  @classmethod
+  def from_csv(cls, space, path, column='score'):
+    with open(path) as f:
+      reader = csv.DictReader(f)
+      if 'arch' not in (reader.fieldnames or ()) or column not in (
+          reader.fieldnames or ()):
+        raise ValueError(f'{path}: needs the columns arch and {column} (has '
+                         f'{", ".join(reader.fieldnames or ())}): pass '
+                         '--score_column=NAME for another score column')
+      table = {}
+      for row in reader:
+        try:  # one canonical string per architecture
+          text = space.to_string(space.from_string(row['arch']))
+        except ValueError as e:
+          raise ValueError(f'{path}: {e}') from None
+        table[text] = float(row[column])
+    if not table:
+      raise ValueError(f'{path}: no rows')
+    return cls(table)
+
+  def available(self, text: str) -> bool:
+    return text in self.table
+
+  def __call__(self, texts):
+    self.evaluations += len(texts)
+    return np.asarray([self.table[t] for t in texts], np.float64)
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+  """MAdds and params limits in millions (0 = none); `min_flops` is the
+  lower edge of a band (DATA's random search, AutoFormer's min params)."""
+  flops: float = 0.0
+  params: float = 0.0
+  min_flops: float = 0.0
+  min_params: float = 0.0
+
+  def admits(self, flops, params) -> bool:
+    f, p = flops / 1e6, params / 1e6
+    return ((not self.flops or f <= self.flops) and
+            (not self.params or p <= self.params) and f >= self.min_flops and
+            p >= self.min_params)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvolutionSettings:
+  """SPOS's evolution (Guo et al. 2020; AutoFormer uses the same loop):
+  a population of 50, 20 generations, the top 10 so far as parents, 25
+  children by mutation and 25 by uniform crossover per generation.
+  `mutation_prob` is the per-gene probability (SPOS 0.1; AutoFormer's paper
+  gives 0.4 per layer and 0.2 for depth, its code the other way round:
+  depth genes exist only in depth-varying spaces, AutoFormer's issue)."""
+  population: int = 50
+  generations: int = 20
+  parents: int = 10
+  mutations: int = 25
+  crossovers: int = 25
+  mutation_prob: float = 0.1
+  tries: int = 50  # draws per wanted child before a generation gives up
+
+
+class _Search:
+  """What every strategy shares: the space, fitness, budget, generator,
+  each architecture's cost and score (evaluated once)."""
+
+  def __init__(self, space, fitness, budget, seed, tries=50):
+    self.space, self.fitness, self.tries = space, fitness, tries
+    self.budget = budget or Budget()
+    self.rng = np.random.default_rng(seed)
+    self.scores: dict[str, float] = {}  # every architecture evaluated
+    self.evaluations = 0
+
+  @functools.lru_cache(maxsize=None)
+  def cost(self, text):
+    return self.space.flops_params(self.space.from_string(text))
+
+  def admissible(self, text) -> bool:
+    return (text not in self.scores and
+            getattr(self.fitness, 'available', lambda _: True)(text) and
+            self.budget.admits(*self.cost(text)))
+
+  def draw(self, make, n, max_evals):
+    """Up to n new admissible architectures from make() (an Arch), fewer
+    when `tries` per child find none or the evaluations run out."""
+    out = []
+    n = min(n, max_evals - self.evaluations)
+    for _ in range(max(n, 0) * self.tries):
+      if len(out) == n:
+        break
+      text = self.space.to_string(make())
+      if self.admissible(text) and text not in out:
+        out.append(text)
+    return out
+
+  def evaluate(self, texts):
+    if texts:
+      for t, s in zip(texts, self.fitness(texts)):
+        self.scores[t] = float(s)
+      self.evaluations += len(texts)
+    return [self.scores[t] for t in texts]
+
+  def ranking(self, note=''):
+    rows = sorted(((t, s, *self.cost(t)) for t, s in self.scores.items()),
+                  key=lambda r: -r[1])
+    best = rows[0][0] if rows else ''
+    return Ranking(self.space, rows, best, note=note)
+
+
+def _initial(search, initial, n, max_evals):
+  texts = [t for t in (search.space.to_string(a) if not isinstance(a, str)
+                       else a for a in (initial or ()))
+           if search.admissible(t)][:n]
+  return texts + search.draw(lambda: search.space.sample(search.rng),
+                             n - len(texts), max_evals)
+
+
+def evolution(space, fitness, *, budget=None, seed=0, max_evaluations=None,
+              settings=EvolutionSettings(), initial=()):
+  """SPOS's evolutionary search; returns (Ranking of every architecture
+  evaluated, evaluations). Stops after `settings.generations` or at
+  `max_evaluations`."""
+  st = settings
+  s = _Search(space, fitness, budget, seed, st.tries)
+  cap = max_evaluations or st.population * (st.generations + 1)
+  s.evaluate(_initial(s, initial, st.population, cap))
+  for _ in range(st.generations):
+    if s.evaluations >= cap or not s.scores:
+      break
+    top = sorted(s.scores, key=s.scores.get, reverse=True)[:st.parents]
+    parent = lambda: space.from_string(top[s.rng.integers(len(top))])
+    kids = s.draw(lambda: space.mutate(parent(), s.rng, st.mutation_prob),
+                  st.mutations, cap)
+    s.evaluate(kids)
+    kids = s.draw(lambda: space.crossover(parent(), parent(), s.rng),
+                  st.crossovers, cap)
+    s.evaluate(kids)
+  return s.ranking('evolution'), s.evaluations
+
+
+def random_in_band(space, fitness, *, budget=None, seed=0,
+                   max_evaluations=1000):
+  """N random admissible architectures (DATA: inside a FLOPs band), the best
+  by fitness; returns (Ranking, evaluations)."""
+  s = _Search(space, fitness, budget, seed)
+  s.evaluate(s.draw(lambda: space.sample(s.rng), max_evaluations,
+                    max_evaluations))
+  return s.ranking('random'), s.evaluations
+
+
+# -- NSGA-II (Deb et al. 2002) ----------------------------------------------------
+def non_dominated_fronts(objectives: np.ndarray) -> list[np.ndarray]:
+  """Indices of each front, best first, of points [N, M] to minimise."""
+  obj = np.asarray(objectives, np.float64)
+  le = (obj[:, None, :] <= obj[None, :, :]).all(-1)
+  lt = (obj[:, None, :] < obj[None, :, :]).any(-1)
+  dominates = le & lt  # [i, j]: i dominates j
+  count = dominates.sum(0)  # how many dominate j
+  fronts, current = [], np.flatnonzero(count == 0)
+  while current.size:
+    fronts.append(current)
+    count = count - dominates[current].sum(0)
+    count[current] = -1
+    current = np.flatnonzero(count == 0)
+  return fronts
+
+
+def crowding_distance(objectives: np.ndarray) -> np.ndarray:
+  """Per point of one front [N, M]: the sum over objectives of the gap
+  between its neighbours, normalised by the objective's range; the ends of
+  every objective get infinity."""
+  obj = np.asarray(objectives, np.float64)
+  n, m = obj.shape
+  dist = np.zeros(n)
+  for j in range(m):
+    order = np.argsort(obj[:, j], kind='stable')
+    span = obj[order[-1], j] - obj[order[0], j]
+    dist[order[0]] = dist[order[-1]] = np.inf
+    if n > 2 and span > 0:
+      dist[order[1:-1]] += (obj[order[2:], j] - obj[order[:-2], j]) / span
+  return dist
+
+
+def pareto_front(rows, objectives=('flops',)):
+  """The rows (arch, score, flops, params) no other row beats on score and
+  every cost in `objectives`, cheapest first."""
+  if not rows:
+    return []
+  cols = {'flops': 2, 'params': 3}
+  obj = np.asarray([[-r[1]] + [r[cols[o]] for o in objectives]
+                    for r in rows], np.float64)
+  front = non_dominated_fronts(obj)[0]
+  return sorted((rows[i] for i in front), key=lambda r: r[2])
+
+
+def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
+          settings=EvolutionSettings(), objectives=('flops',), initial=()):
+  """NSGA-II over (score, and each cost in `objectives`): parents by binary
+  tournament on (front, crowding), children by the evolution's mutation and
+  crossover, survivors by fronts then crowding. Returns (Ranking of every
+  architecture evaluated, evaluations); `pareto_front(ranking.rows)` is the
+  front."""
+  st = settings
+  s = _Search(space, fitness, budget, seed, st.tries)
+  cap = max_evaluations or st.population * (st.generations + 1)
+  cols = {'flops': 0, 'params': 1}
+
+  def objective(texts):
+    return np.asarray([[-s.scores[t]] + [s.cost(t)[cols[o]]
+                                         for o in objectives]
+                       for t in texts], np.float64)
+
+  def rank(texts):
+    """(front index, crowding) per text."""
+    obj = objective(texts)
+    level, crowd = np.zeros(len(texts), int), np.zeros(len(texts))
+    for f, idx in enumerate(non_dominated_fronts(obj)):
+      level[idx], crowd[idx] = f, crowding_distance(obj[idx])
+    return level, crowd
+
+  pop = _initial(s, initial, st.population, cap)
+  s.evaluate(pop)
+  for _ in range(st.generations):
+    if s.evaluations >= cap or not pop:
+      break
+    level, crowd = rank(pop)
+
+    def parent():
+      i, j = s.rng.integers(len(pop), size=2)
+      better = i if (level[i], -crowd[i]) < (level[j], -crowd[j]) else j
+      return space.from_string(pop[better])
+    kids = s.draw(lambda: space.mutate(parent(), s.rng, st.mutation_prob),
+                  st.mutations, cap)
+    s.evaluate(kids)
+    more = s.draw(lambda: space.crossover(parent(), parent(), s.rng),
+                  st.crossovers, cap)
+    s.evaluate(more)
+    union = pop + kids + more
+    obj = objective(union)
+    survivors = []
+    for idx in non_dominated_fronts(obj):
+      if len(survivors) + len(idx) <= st.population:
+        survivors.extend(idx)
+        continue
+      order = np.argsort(-crowding_distance(obj[idx]), kind='stable')
+      survivors.extend(idx[order[:st.population - len(survivors)]])
+      break
+    pop = [union[i] for i in survivors]
+  return s.ranking('nsga2'), s.evaluations
+
+
+STRATEGIES = {'evolution': evolution, 'nsga2': nsga2,
+              'random': random_in_band}

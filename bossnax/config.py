@@ -52,6 +52,27 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   return config
 
 
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a `python -m bossnax.main` run wrote to WORKDIR/config.json
+  (JSON lists back to the tuples the configs use: they key compiled
+  programs, so must be hashable)."""
+  import json
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise ConfigError(f'{workdir} has no config.json: pass the workdir of a '
+                      'python -m bossnax.main run')
+  try:
+    with open(path) as f:
+      raw = json.load(f)
+  except ValueError as e:
+    raise ConfigError(f'{path} is not JSON ({e}): the run wrote it; restore '
+                      'it or rerun') from None
+  tuples = lambda v: (tuple(tuples(x) for x in v) if isinstance(v, list)
+                      else {k: tuples(x) for k, x in v.items()}
+                      if isinstance(v, dict) else v)
+  return ml_collections.ConfigDict(tuples(raw))
+
+
 def flat_keys(config, prefix='') -> list[str]:
   keys = []
   for k, v in config.items():

@@ -154,6 +154,22 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.top_n = 1  # best paths of a block that feed the next block
   c.search.flops_budget = 0.0  # in MFLOPs; 0 = none
   c.search.params_budget = 0.0  # in M params; 0 = none
+  c.search.flops_budgets = ()  # more MAdds budgets (M): the best under each
+  # How architectures are ranked (bossnax/searchers/strategies.py):
+  # 'auto' | 'exhaustive' | 'blockwise_budget' | 'evolution' | 'nsga2' |
+  # 'random'; the whole-architecture ones spend search.evaluations per
+  # budget inside the band [min_flops, min_params] .. the budget.
+  c.search.strategy = 'auto'
+  c.search.evaluations = 1000
+  c.search.min_flops = 0.0  # MAdds, M
+  c.search.min_params = 0.0  # M
+  c.search.evolution = ml_collections.ConfigDict()  # SPOS / AutoFormer
+  c.search.evolution.population = 50
+  c.search.evolution.generations = 20
+  c.search.evolution.parents = 10
+  c.search.evolution.mutations = 25
+  c.search.evolution.crossovers = 25
+  c.search.evolution.mutation_prob = 0.1  # per gene (SPOS)
   # Spaces too large to enumerate: score the architectures of this file
   # (e.g. the MBConv 23-architecture benchmark) and the best found.
   c.search.archs_file = ''

@@ -30,11 +30,13 @@ def print_ranking(ranking, out=sys.stdout):
   if ranking.get('per_layer_width_spearman'):
     from bossnax.rank import format_layer_report
     print(format_layer_report(ranking['per_layer_width_spearman']), file=out)
-  if ranking.get('budget'):
-    b = ranking['budget']
+  for b in ranking.get('budgets', ()):
     print(f"best within budget (MFLOPs<={b['flops_budget_M'] or 'any'}, "
           f"Mparams<={b['params_budget_M'] or 'any'}): "
           f"{b['best']['arch'] if b['best'] else 'none fits'}", file=out)
+  if len(ranking.get('pareto', ())) > 1:
+    print(f"Pareto front (score against MAdds): {len(ranking['pareto'])} "
+          'architectures in ranking.json', file=out)
 
 
 def print_correlations(config, workdir):

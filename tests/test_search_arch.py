@@ -91,3 +91,83 @@ def test_search_arch_command(tmp_path, capsys):
   assert s['best']['arch'] in capsys.readouterr().out
   assert search_arch.main(['--space=nats', f'--scores={TABLE}']) == 2
   assert 'pass --score_column=NAME' in capsys.readouterr().err
+
+
+class _Interrupted(Exception):
+  pass
+
+
+@pytest.mark.parametrize('strategy', ['evolution', 'nsga2'])
+def test_an_interrupted_search_resumes_exactly(nats, tmp_path, strategy):
+  """A search killed in its third generation and started again from its
+  saved population ends where the uninterrupted one does."""
+  space, table = nats
+  st = ev.EvolutionSettings(population=10, generations=4, parents=4,
+                            mutations=5, crossovers=5)
+  search = ev.STRATEGIES[strategy]
+  whole, used = search(space, ev.TableFitness(table), seed=2, settings=st)
+
+  class Dying(ev.TableFitness):  # dies after 30 lookups
+    def __call__(self, texts):
+      if self.evaluations + len(texts) > 30:
+        raise _Interrupted
+      return super().__call__(texts)
+
+  path = str(tmp_path / 'state.json')
+  with pytest.raises(_Interrupted):
+    search(space, Dying(table), seed=2, settings=st, state_file=path)
+  assert 0 < json.loads(open(path).read())['generation'] < st.generations
+  resumed, used2 = search(space, ev.TableFitness(table), seed=2, settings=st,
+                          state_file=path)
+  assert resumed.rows == whole.rows and used2 == used
+  with pytest.raises(ValueError, match='holds another search'):
+    search(space, ev.TableFitness(table), seed=3, settings=st,
+           state_file=path)
+
+
+@pytest.mark.xdist_group('tiny_run')
+@pytest.mark.skipif(not TABLE.exists(), reason='needs ../shared')
+def test_search_arch_on_a_finished_run(tiny_run, tmp_path, capsys):
+  """--workdir: the run's block tables are the fitness (the best found is
+  scored as the run's ranking scores it); blockwise_budget on NATS says
+  its cost is not additive."""
+  from bossnax.searchers import BlockwiseBeam
+  c, workdir, _, meta = tiny_run
+  (workdir / 'config.json').write_text(c.to_json_best_effort())  # as main
+  space = make_space(c.space)
+  exact = {r[0]: r[1] for r in BlockwiseBeam(space).ranking(meta).rows}
+  out = tmp_path / 'w'
+  assert search_arch.main([
+      f'--workdir={workdir}', '--strategy=evolution', '--evaluations=12',
+      '--population=6', '--generations=2', '--mutations=3',
+      '--crossovers=3', f'--out={out}']) == 0
+  s = json.loads((out / 'search.json').read_text())
+  assert s['evaluations'] == 12 == len(s['evaluated'])
+  for r in s['evaluated']:
+    assert r['score'] == exact[r['arch']]
+  assert (out / 'search_state.json').exists()
+  assert search_arch.main([f'--workdir={workdir}',
+                           '--strategy=blockwise_budget']) == 2
+  assert 'not a sum of per-block costs' in capsys.readouterr().err
+  assert search_arch.main([f'--workdir={tmp_path}']) == 2
+  assert 'no config.json' in capsys.readouterr().err
+
+
+def test_a_latency_budget_is_checked_with_the_latency_cost(nats):
+  """Every architecture evaluated under a latency budget has its latency
+  within it (a made-up latency here: MAdds / 1e6 ms); the measured one
+  times a standalone network once per architecture."""
+  from bossnax.searchers.latency import MeasuredLatency
+  space, table = nats
+  fake = lambda text: space.flops_params(space.from_string(text))[0] / 1e6
+  ranking, used = ev.random_in_band(
+      space, ev.TableFitness(table), budget=ev.Budget(latency=40.0), seed=0,
+      max_evaluations=30, latency=fake)
+  assert 5 < used <= 30 and all(r[2] <= 40e6 for r in ranking.rows)
+  with pytest.raises(ValueError, match='needs a latency cost'):
+    ev.random_in_band(space, ev.TableFitness(table),
+                      budget=ev.Budget(latency=40.0))
+  measured = MeasuredLatency(space, image_size=8, repeats=2)
+  text = space.to_string(space.smallest())
+  ms = measured(text)
+  assert np.isfinite(ms) and ms > 0 and measured(text) == ms

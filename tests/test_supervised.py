@@ -230,3 +230,16 @@ def test_oneshot_run_ranks_every_architecture(tmp_path):
   from bossnax.rescore import rescore
   _, again, diff = rescore(c, str(tmp_path / 'run'), str(tmp_path / 'again'))
   assert diff < 1e-5 and again['archs'] == meta['archs']
+  # search_arch --workdir: the supernet is the fitness (batches padded to
+  # search.path_chunk), each architecture scored as the run scored it
+  import json
+  from bossnax import search_arch
+  (tmp_path / 'run' / 'config.json').write_text(c.to_json_best_effort())
+  assert search_arch.main([f'--workdir={tmp_path / "run"}',
+                           '--strategy=random', '--evaluations=5',
+                           f'--out={tmp_path / "sa"}']) == 0
+  found = json.loads((tmp_path / 'sa' / 'search.json').read_text())
+  losses = dict(zip(meta['archs'], meta['losses']))
+  assert found['evaluations'] == 5
+  for r in found['evaluated']:
+    assert r['score'] == pytest.approx(-losses[r['arch']], rel=1e-4)

@@ -8,6 +8,7 @@ from bossnax.methods.base import Method, Stage
 from bossnax.objectives.ensemble import EnsembleBootstrap
 from bossnax.samplers import make_sampler
 from bossnax.searchers import BlockwiseBeam
+from bossnax.searchers.strategies import Plan
 
 
 def bootstrap_fields(config):
@@ -25,7 +26,8 @@ def blockwise_plan(name, objective, config, space) -> Method:
                 tuple(Stage(k, sampler) for k in range(space.num_blocks)),
                 BlockwiseBeam(space, config.search.lambdas,
                               config.search.top_n,
-                              archs_file=config.search.get('archs_file', '')))
+                              archs_file=config.search.get('archs_file', ''),
+                              plan=Plan.from_config(config.search)))
 
 
 def build(config, space) -> Method:

@@ -13,6 +13,7 @@ from bossnax.methods.base import Method, Stage
 from bossnax.objectives.supervised import OneShotSupervised
 from bossnax.samplers import WholeSampler
 from bossnax.searchers import WholeArchs
+from bossnax.searchers.strategies import Plan
 
 
 def build(config, space):
@@ -23,4 +24,6 @@ def build(config, space):
   return Method('supervised_oneshot', objective,
                 (Stage(0, sampler, whole=True),),
                 WholeArchs(space, config.search.get('archs_file', ''),
-                           config.search.get('num_archs', 0)))
+                           config.search.get('num_archs', 0),
+                           plan=Plan.from_config(config.search),
+                           chunk=config.search.path_chunk))

@@ -8,6 +8,9 @@
   evolution                 whole-architecture search of large spaces:
                             evolution (SPOS), NSGA-II, random in a band
                             (docs/search.md; python -m bossnax.search_arch)
+  budgeted                  the exact best k under a budget and the exact
+                            Pareto front over block tables (DP)
+  strategies                search.strategy: which of these a run uses
   ranking.Ranking           the result every consumer reads: scores.csv,
                             ranking.json, the best architecture, the best
                             within a budget

@@ -12,9 +12,16 @@ The searcher's state (pool and tables) is JSON, kept in the checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 import numpy as np
 
+from bossnax.searchers import budgeted
 from bossnax.searchers.ranking import Ranking
+from bossnax.searchers.strategies import Plan, search_whole
+
+log = logging.getLogger(__name__)
 
 
 def beam(pool, tables, lambdas, top_n):
@@ -33,35 +40,55 @@ def beam(pool, tables, lambdas, top_n):
   return cands[:top_n]
 
 
-def architecture_scores(space, block_tables, lambdas, archs=None):
-  """Score every architecture of an enumerable space, or those of `archs`
-  (higher = better).
+class BlockScores:
+  """Architecture scores from block tables (higher = better): block k's
+  loss from the table of the architecture's own prefix where that prefix
+  was scored, else from the best prefix's.
 
   block_tables[k] maps a prefix key (tuple of ints of blocks < k) to
   (table, losses), the best prefix's first.
   """
-  lookups = []
-  for by_prefix in block_tables:
-    maps = {}
-    for prefix_key, (table, losses) in by_prefix.items():
-      maps[prefix_key] = {tuple(int(v) for v in row): float(l)
-                          for row, l in zip(table, losses)}
-    lookups.append((maps, next(iter(maps.values()))))
-  candidates = space.enumerate() if archs is None else archs
-  archs, scores = [], []
-  for arch in candidates:
+
+  def __init__(self, space, block_tables, lambdas):
+    self.space, self.lambdas = space, lambdas
+    self.lookups = []
+    for by_prefix in block_tables:
+      maps = {}
+      for prefix_key, (table, losses) in by_prefix.items():
+        maps[prefix_key] = {tuple(int(v) for v in row): float(l)
+                            for row, l in zip(table, losses)}
+      self.lookups.append((maps, next(iter(maps.values()))))
+
+  def score(self, arch):
+    """The score of `arch`, or None where a block's path was not scored."""
     total = 0.0
-    ok = True
-    for k, (maps, best) in enumerate(lookups):
+    for k, (maps, best) in enumerate(self.lookups):
       key = tuple(int(v) for a in arch[:k] for v in a)
       loss = maps.get(key, best).get(tuple(int(v) for v in arch[k]))
       if loss is None:
-        ok = False
-        break
-      total += lambdas[k] * loss
-    if ok:
+        return None
+      total += self.lambdas[k] * loss
+    return -total
+
+  # the fitness protocol of searchers/evolution.py (architecture strings)
+  def available(self, text):
+    return self.score(self.space.from_string(text)) is not None
+
+  def __call__(self, texts):
+    return [self.score(self.space.from_string(t)) for t in texts]
+
+
+def architecture_scores(space, block_tables, lambdas, archs=None):
+  """Score every architecture of an enumerable space, or those of `archs`
+  (higher = better; `BlockScores`): (scored archs, scores)."""
+  scorer = BlockScores(space, block_tables, lambdas)
+  candidates = space.enumerate() if archs is None else archs
+  archs, scores = [], []
+  for arch in candidates:
+    score = scorer.score(arch)
+    if score is not None:
       archs.append(arch)
-      scores.append(-total)
+      scores.append(score)
   return archs, np.asarray(scores)
 
 
@@ -77,14 +104,16 @@ class BlockwiseBeam:
   """The searcher of block-wise methods: its state is {'pool', 'tables'}."""
 
   def __init__(self, space, lambdas=(), top_n=1, max_archs=1_000_000,
-               archs_file=''):
+               archs_file='', plan=None):
     """`archs_file`: where the space is too large to enumerate, score the
     architectures of this benchmark file (read by `space.benchmark`) and
-    the best one found."""
+    the best one found. `plan`: search.strategy and its settings
+    (strategies.Plan)."""
     self.space = space
     self.lambdas = check_lambdas(lambdas, space.num_blocks)
     self.top_n, self.max_archs = top_n, max_archs
     self.archs_file = archs_file
+    self.plan = plan or Plan()
 
   @staticmethod
   def initial_state():
@@ -165,17 +194,76 @@ class BlockwiseBeam:
     return out
 
   def ranking(self, state) -> Ranking:
-    space = self.space
+    space, plan = self.space, self.plan
     best = space.to_string(self.best(state))
     sign = 'score = -sum_k lambda_k * block_loss_k; higher is better'
+    tables = self.block_tables(state)
+    too_many = space.count() > self.max_archs
+    if plan.strategy == 'exhaustive' and too_many:
+      raise ValueError(f'search.strategy=exhaustive: {space.count()} '
+                       f'architectures are too many; use blockwise_budget '
+                       'or evolution')
     listed = None
-    if space.count() > self.max_archs:
-      if not self.archs_file:
-        return Ranking(space, [], best, sign, note=(
-            f'{space.count()} architectures: too many to write them all; the '
-            'best path of every block is above (search.archs_file lists '
-            'architectures to score)'))
+    if self.archs_file and (too_many or plan.strategy != 'auto'):
       listed = [self.best(state)] + list(space.benchmark(self.archs_file)[0])
-    archs, scores = architecture_scores(space, self.block_tables(state),
-                                        self.lambdas, listed)
-    return Ranking.from_scores(space, archs, scores, best, sign)
+    fallback = ''
+    if plan.strategy == 'blockwise_budget':
+      try:
+        return self._budgeted(tables, listed, best, sign)
+      except budgeted.NotAdditive as e:  # say so, and fall back
+        plan = dataclasses.replace(plan, strategy=(
+            'evolution' if too_many else 'exhaustive'))
+        fallback = f'{e}: fell back to {plan.strategy}'
+        log.warning('%s', fallback)
+    if plan.whole:
+      rows = search_whole(plan, space, BlockScores(space, tables,
+                                                   self.lambdas))
+      if listed:
+        rows += Ranking.from_scores(space, *architecture_scores(
+            space, tables, self.lambdas, listed), best, sign).rows
+      return Ranking(space, _unique(rows), best, sign, note=fallback or (
+          f'{plan.strategy}: {plan.evaluations} evaluations of the block '
+          'tables per budget'))
+    if too_many and not listed:
+      return Ranking(space, [], best, sign, note=(
+          f'{space.count()} architectures: too many to write them all; the '
+          'best path of every block is above (search.archs_file lists '
+          'architectures to score; search.strategy=blockwise_budget finds '
+          'the best under each budget)'))
+    archs, scores = architecture_scores(space, tables, self.lambdas, listed)
+    ranking = Ranking.from_scores(space, archs, scores, best, sign)
+    ranking.note = fallback
+    return ranking
+
+  def block_scorer(self, state) -> BlockScores:
+    """Architecture scores from the state's block tables."""
+    return BlockScores(self.space, self.block_tables(state), self.lambdas)
+
+  def _budgeted(self, tables, listed, best, sign):
+    """blockwise_budget: the best top_k under every budget, the Pareto
+    front (and the listed architectures), all exact."""
+    space, plan = self.space, self.plan
+    rows = []
+    for flops, params in plan.budgets:
+      if flops and params:
+        raise ValueError('search.strategy=blockwise_budget bounds one cost '
+                         'per budget: set search.flops_budget or '
+                         'search.params_budget, not both')
+      rows += budgeted.search(space, tables, self.lambdas,
+                              budget=flops or params,
+                              cost='params' if params else 'flops',
+                              k=plan.top_k)
+    front = budgeted.pareto(space, tables, self.lambdas)
+    rows = [(space.to_string(a), s, f, p) for a, s, f, p in rows + front]
+    if listed:
+      rows += Ranking.from_scores(space, *architecture_scores(
+          space, tables, self.lambdas, listed), best, sign).rows
+    front = [(space.to_string(a), s, f, p) for a, s, f, p in front]
+    return Ranking(space, _unique(rows), best, sign, note=(
+        'blockwise_budget: the exact best under each budget and the exact '
+        'Pareto front, not every architecture'), pareto=front)
+
+
+def _unique(rows):
+  """Rows once each, best first."""
+  return sorted({r[0]: r for r in rows}.values(), key=lambda r: -r[1])

@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import json
+import os
 
 import numpy as np
 
@@ -61,11 +63,13 @@ class TableFitness:
 @dataclasses.dataclass(frozen=True)
 class Budget:
   """MAdds and params limits in millions (0 = none); `min_flops` is the
-  lower edge of a band (DATA's random search, AutoFormer's min params)."""
+  lower edge of a band (DATA's random search, AutoFormer's min params);
+  `latency` a limit in milliseconds, checked last (it is measured)."""
   flops: float = 0.0
   params: float = 0.0
   min_flops: float = 0.0
   min_params: float = 0.0
+  latency: float = 0.0  # ms, by the search's latency cost (latency.py)
 
   def admits(self, flops, params) -> bool:
     f, p = flops / 1e6, params / 1e6
@@ -95,9 +99,13 @@ class _Search:
   """What every strategy shares: the space, fitness, budget, generator,
   each architecture's cost and score (evaluated once)."""
 
-  def __init__(self, space, fitness, budget, seed, tries=50):
+  def __init__(self, space, fitness, budget, seed, tries=50, latency=None):
     self.space, self.fitness, self.tries = space, fitness, tries
     self.budget = budget or Budget()
+    self.latency = latency  # text -> ms (latency.MeasuredLatency)
+    if self.budget.latency and latency is None:
+      raise ValueError('a latency budget needs a latency cost: pass '
+                       'latency=MeasuredLatency(...) (search_arch does)')
     self.rng = np.random.default_rng(seed)
     self.scores: dict[str, float] = {}  # every architecture evaluated
     self.evaluations = 0
@@ -109,7 +117,9 @@ class _Search:
   def admissible(self, text) -> bool:
     return (text not in self.scores and
             getattr(self.fitness, 'available', lambda _: True)(text) and
-            self.budget.admits(*self.cost(text)))
+            self.budget.admits(*self.cost(text)) and
+            (not self.budget.latency or
+             self.latency(text) <= self.budget.latency))
 
   def draw(self, make, n, max_evals):
     """Up to n new admissible architectures from make() (an Arch), fewer
@@ -131,6 +141,43 @@ class _Search:
       self.evaluations += len(texts)
     return [self.scores[t] for t in texts]
 
+  # -- resumable: everything a generation needs, as JSON ------------------
+  def save(self, path, key, generation, pop=None):
+    """Write the search after `generation` generations to `path` (atomic:
+    an interrupted write leaves the previous one)."""
+    if not path:
+      return
+    state = {'key': key, 'generation': generation,
+             'evaluations': self.evaluations, 'scores': self.scores,
+             'rng': self.rng.bit_generator.state, 'pop': pop,
+             # measured latencies, so a resumed search sees the same ones
+             'latency': getattr(self.latency, 'measured', None)}
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+      json.dump(state, f)
+    os.replace(tmp, path)
+
+  def load(self, path, key):
+    """The saved generation count and population (None: nothing saved)."""
+    if not path or not os.path.exists(path):
+      return None
+    try:
+      with open(path) as f:
+        state = json.load(f)
+      saved_key = state['key']
+    except (OSError, ValueError, KeyError, TypeError) as e:
+      raise ValueError(f'{path} is not a saved search ({e}): delete it to '
+                       'start again') from None
+    if saved_key != key:
+      raise ValueError(f'{path} holds another search ({saved_key}, this is '
+                       f'{key}): delete it or write to another --out')
+    self.scores = {t: float(v) for t, v in state['scores'].items()}
+    self.evaluations = int(state['evaluations'])
+    self.rng.bit_generator.state = state['rng']
+    if state.get('latency') and hasattr(self.latency, 'measured'):
+      self.latency.measured.update(state['latency'])
+    return int(state['generation']), state['pop']
+
   def ranking(self, note=''):
     rows = sorted(((t, s, *self.cost(t)) for t, s in self.scores.items()),
                   key=lambda r: -r[1])
@@ -146,16 +193,30 @@ def _initial(search, initial, n, max_evals):
                              n - len(texts), max_evals)
 
 
+def _key(name, space, budget, seed, cap, settings):
+  """What a saved search must match to be resumed."""
+  return {'strategy': name, 'space': space.name, 'budget': vars(budget),
+          'seed': seed, 'max_evaluations': cap, 'settings': vars(settings)}
+
+
 def evolution(space, fitness, *, budget=None, seed=0, max_evaluations=None,
-              settings=EvolutionSettings(), initial=()):
+              settings=EvolutionSettings(), initial=(), state_file='',
+              latency=None):
   """SPOS's evolutionary search; returns (Ranking of every architecture
   evaluated, evaluations). Stops after `settings.generations` or at
-  `max_evaluations`."""
+  `max_evaluations`. `state_file`: saved after every generation and
+  resumed from when it exists (the same search continues exactly).
+  `latency`: text -> ms, for a latency budget."""
   st = settings
-  s = _Search(space, fitness, budget, seed, st.tries)
+  s = _Search(space, fitness, budget, seed, st.tries, latency)
   cap = max_evaluations or st.population * (st.generations + 1)
-  s.evaluate(_initial(s, initial, st.population, cap))
-  for _ in range(st.generations):
+  key = _key('evolution', space, s.budget, seed, cap, st)
+  saved = s.load(state_file, key)
+  start = saved[0] if saved else 0
+  if not saved:
+    s.evaluate(_initial(s, initial, st.population, cap))
+    s.save(state_file, key, 0)
+  for generation in range(start, st.generations):
     if s.evaluations >= cap or not s.scores:
       break
     top = sorted(s.scores, key=s.scores.get, reverse=True)[:st.parents]
@@ -166,14 +227,15 @@ def evolution(space, fitness, *, budget=None, seed=0, max_evaluations=None,
     kids = s.draw(lambda: space.crossover(parent(), parent(), s.rng),
                   st.crossovers, cap)
     s.evaluate(kids)
+    s.save(state_file, key, generation + 1)
   return s.ranking('evolution'), s.evaluations
 
 
 def random_in_band(space, fitness, *, budget=None, seed=0,
-                   max_evaluations=1000):
+                   max_evaluations=1000, latency=None):
   """N random admissible architectures (DATA: inside a FLOPs band), the best
   by fitness; returns (Ranking, evaluations)."""
-  s = _Search(space, fitness, budget, seed)
+  s = _Search(space, fitness, budget, seed, latency=latency)
   s.evaluate(s.draw(lambda: space.sample(s.rng), max_evaluations,
                     max_evaluations))
   return s.ranking('random'), s.evaluations
@@ -218,6 +280,14 @@ def pareto_front(rows, objectives=('flops',)):
   if not rows:
     return []
   cols = {'flops': 2, 'params': 3}
+  if len(objectives) == 1:  # one cost: a sort, not O(N^2) dominance
+    c = cols[objectives[0]]
+    front, best = [], -np.inf
+    for r in sorted(rows, key=lambda r: (r[c], -r[1])):
+      if r[1] > best:
+        front.append(r)
+        best = r[1]
+    return front
   obj = np.asarray([[-r[1]] + [r[cols[o]] for o in objectives]
                     for r in rows], np.float64)
   front = non_dominated_fronts(obj)[0]
@@ -225,16 +295,20 @@ def pareto_front(rows, objectives=('flops',)):
 
 
 def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
-          settings=EvolutionSettings(), objectives=('flops',), initial=()):
+          settings=EvolutionSettings(), objectives=('flops',), initial=(),
+          state_file='', latency=None):
   """NSGA-II over (score, and each cost in `objectives`): parents by binary
   tournament on (front, crowding), children by the evolution's mutation and
   crossover, survivors by fronts then crowding. Returns (Ranking of every
   architecture evaluated, evaluations); `pareto_front(ranking.rows)` is the
-  front."""
+  front. `state_file`: saved after every generation, resumed from;
+  `latency`: text -> ms, for a latency budget."""
   st = settings
-  s = _Search(space, fitness, budget, seed, st.tries)
+  s = _Search(space, fitness, budget, seed, st.tries, latency)
   cap = max_evaluations or st.population * (st.generations + 1)
   cols = {'flops': 0, 'params': 1}
+  key = {**_key('nsga2', space, s.budget, seed, cap, st),
+         'objectives': list(objectives)}
 
   def objective(texts):
     return np.asarray([[-s.scores[t]] + [s.cost(t)[cols[o]]
@@ -249,9 +323,14 @@ def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
       level[idx], crowd[idx] = f, crowding_distance(obj[idx])
     return level, crowd
 
-  pop = _initial(s, initial, st.population, cap)
-  s.evaluate(pop)
-  for _ in range(st.generations):
+  saved = s.load(state_file, key)
+  if saved:
+    start, pop = saved
+  else:
+    start, pop = 0, _initial(s, initial, st.population, cap)
+    s.evaluate(pop)
+    s.save(state_file, key, 0, pop)
+  for generation in range(start, st.generations):
     if s.evaluations >= cap or not pop:
       break
     level, crowd = rank(pop)
@@ -277,6 +356,7 @@ def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
       survivors.extend(idx[order[:st.population - len(survivors)]])
       break
     pop = [union[i] for i in survivors]
+    s.save(state_file, key, generation + 1, pop)
   return s.ranking('nsga2'), s.evaluations
 
 

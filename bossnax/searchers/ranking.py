@@ -18,6 +18,15 @@ class Ranking:
   best: str  # the searcher's best architecture (string form)
   sign: str = 'higher is better'
   note: str = ''
+  pareto: list | None = None  # an exact front (blockwise_budget); else
+  # the front of the rows is computed
+
+  def front(self):
+    """The rows no other beats on both score and MAdds, cheapest first."""
+    if self.pareto is not None:
+      return self.pareto
+    from bossnax.searchers.evolution import pareto_front
+    return pareto_front(self.rows)
 
   @classmethod
   def from_scores(cls, space, archs, scores, best, sign):
@@ -40,8 +49,12 @@ class Ranking:
         return dict(zip(('arch', 'score', 'flops', 'params'), r))
     return None
 
-  def summary(self, top_k=10, flops_budget_m=0.0, params_budget_m=0.0):
-    """The dict written to ranking.json."""
+  def summary(self, top_k=10, flops_budget_m=0.0, params_budget_m=0.0,
+              flops_budgets=()):
+    """The dict written to ranking.json: the best architectures, the best
+    under (flops_budget_m, params_budget_m) as 'budget' and under each of
+    these and `flops_budgets` (MAdds, M) as 'budgets', the Pareto front of
+    score against MAdds."""
     out = {'space': self.space.name, 'best': self.best, 'sign': self.sign}
     if self.note:
       out['note'] = self.note
@@ -54,13 +67,24 @@ class Ranking:
       out['budget'] = {'flops_budget_M': flops_budget_m,
                        'params_budget_M': params_budget_m,
                        'best': self.within(flops_budget_m, params_budget_m)}
+    budgets = [(flops_budget_m, params_budget_m)] * bool(
+        flops_budget_m or params_budget_m)
+    budgets += [(float(f), 0.0) for f in flops_budgets]
+    if self.rows and budgets:
+      out['budgets'] = [{'flops_budget_M': f, 'params_budget_M': p,
+                         'best': self.within(f, p)}
+                        for f, p in dict.fromkeys(budgets)]
+    if self.rows:
+      out['pareto'] = [dict(zip(('arch', 'score', 'flops', 'params'), r))
+                       for r in self.front()]
     return out
 
   def write(self, workdir, search_cfg):
     """scores.csv (every architecture, when there are rows) and
     ranking.json into `workdir` (process 0); returns the summary."""
     s = search_cfg
-    summary = self.summary(s.top_k, s.flops_budget, s.params_budget)
+    summary = self.summary(s.top_k, s.flops_budget, s.params_budget,
+                           s.get('flops_budgets', ()))
     if not parallel.is_main_process():
       return summary
     if self.rows:

@@ -4,6 +4,9 @@ them), and ranked by that loss. The candidates are those of
 `search.archs_file` (a benchmark JSON, or a CSV with an `arch` column such
 as the NATS-Bench sample) or, where the space is small enough, all of them;
 `search.num_archs` > 0 keeps that many, evenly spaced through the list.
+With search.strategy = evolution / nsga2 / random the trained supernet is
+the fitness of a whole-architecture search instead (the listed
+architectures its initial population), each architecture evaluated once.
 
 The state (JSON, in the checkpoint): {'pool': [[best paths, loss]],
 'archs': [strings], 'losses': [...]}.
@@ -16,6 +19,7 @@ import csv
 import numpy as np
 
 from bossnax.searchers.ranking import Ranking
+from bossnax.searchers.strategies import Memo, Plan, search_whole
 
 
 def load_archs(space, path):
@@ -33,15 +37,36 @@ def load_archs(space, path):
   return [space.parse(r['arch']) for r in rows]
 
 
+def supernet_fitness(space, score_archs, chunk):
+  """texts -> -score_archs(flat archs), higher = better, in batches padded
+  to a multiple of `chunk` (copies of the first row, dropped after) so a
+  few compiled programs serve every batch size."""
+  def fitness(texts):
+    flat = np.stack([space.flatten(space.from_string(t))
+                     for t in texts]).astype(np.int32)
+    n = len(flat)
+    flat = np.concatenate([flat, np.repeat(flat[:1], -n % chunk, 0)])
+    return -np.asarray(score_archs(flat), np.float64)[:n]
+  return fitness
+
+
 class WholeArchs:
   """The searcher of one-shot methods."""
 
-  def __init__(self, space, archs_file='', num_archs=0, max_archs=100_000):
+  def __init__(self, space, archs_file='', num_archs=0, max_archs=100_000,
+               plan=None, chunk=16):
     """`num_archs` > 0: only that many candidates, evenly spaced through
     the list (a whole network costs a forward pass per validation image:
-    CPU presets)."""
+    CPU presets). `plan`: search.strategy and its settings; `chunk`: the
+    searches' batches are padded to a multiple of it (search.path_chunk),
+    so a few compiled programs serve every batch."""
     self.space, self.archs_file, self.max_archs = space, archs_file, max_archs
     self.num_archs = int(num_archs)
+    self.plan, self.chunk = plan or Plan(), max(int(chunk), 1)
+    if self.plan.strategy == 'blockwise_budget':
+      raise ValueError('search.strategy=blockwise_budget needs block tables; '
+                       'a one-shot method scores whole networks: use '
+                       'evolution, nsga2 or random')
 
   def candidates(self):
     if self.archs_file:
@@ -70,6 +95,8 @@ class WholeArchs:
     """Score every candidate with score_archs(flat archs [P, L]) -> losses;
     returns the new state and [(archs, losses)]."""
     del block, score_fn
+    if self.plan.whole:
+      return self._search(score_archs)
     archs = self.candidates()
     flat = np.stack([self.space.flatten(a) for a in archs]).astype(np.int32)
     losses = np.asarray(score_archs(flat), np.float64)
@@ -79,6 +106,26 @@ class WholeArchs:
              'archs': [self.space.to_string(a) for a in archs],
              'losses': [float(v) for v in losses]}
     return state, [(flat, losses)]
+
+  def _search(self, score_archs):
+    """search.strategy's whole-architecture search with the supernet as
+    fitness; the state holds every architecture it evaluated."""
+    space = self.space
+    memo = Memo(supernet_fitness(space, score_archs, self.chunk))
+    initial = self.candidates() if self.archs_file else ()
+    search_whole(self.plan, space, memo, initial)
+    archs = list(memo.cache)
+    if not archs:
+      raise ValueError('the search found no architecture inside the budget: '
+                       'raise search.flops_budget / params_budget or lower '
+                       'search.min_flops / min_params')
+    losses = np.asarray([-memo.cache[t] for t in archs])
+    best = space.from_string(archs[int(np.argmin(losses))])
+    state = {'pool': [[[np.asarray(p).tolist() for p in best],
+                       float(losses.min())]],
+             'archs': archs, 'losses': [float(v) for v in losses]}
+    flat = np.stack([space.flatten(space.from_string(t)) for t in archs])
+    return state, [(flat.astype(np.int32), losses)]
 
   def rescore(self, state, score_fn, score_archs=None):
     del score_fn
@@ -93,7 +140,11 @@ class WholeArchs:
 
   def ranking(self, state) -> Ranking:
     archs = [self.space.parse(a) for a in state['archs']]
-    return Ranking.from_scores(
+    ranking = Ranking.from_scores(
         self.space, archs, -np.asarray(state['losses']),
         self.space.to_string(self.best(state)),
         'score = -validation loss of the whole network; higher is better')
+    if self.plan.whole:
+      ranking.note = (f'{self.plan.strategy}: {len(archs)} architectures '
+                      'evaluated by the supernet, not every one')
+    return ranking

@@ -251,6 +251,29 @@ class SearchSpace:
     """(multiply-adds of one image, parameter count) of the standalone net."""
     raise NotImplementedError
 
+  def costs(self, flat: np.ndarray) -> np.ndarray:
+    """(MAdds, params) of every architecture of [N, L] flat vectors, as
+    int64 [N, 2] (spaces with an additive counter do it in one pass)."""
+    return np.asarray([self.flops_params(self.unflatten(f)) for f in
+                       np.asarray(flat)], np.int64).reshape(-1, 2)
+
+  # The cost as a chain over blocks (what searchers/budgeted.py needs):
+  # flops_params(arch) = end_cost(s_K) + sum_k block_costs(k, path_k, s_k)
+  # where s_0 = None and block k leaves state s_{k+1} (MBConv: always None;
+  # HyTra: the stage its last layer is at). Spaces whose cost is not such a
+  # sum (NATS: a layer's cost depends on the next block's width) raise.
+  def block_costs(self, k: int, paths: np.ndarray, state=None):
+    """(int64 [N, 2] MAdds and params of block k's `paths` [N, Lk] entered
+    in `state`, the state each leaves in: a list of N)."""
+    raise NotImplementedError(
+        f'the {self.name} space cost is not a sum of per-block costs')
+
+  def end_cost(self, state=None) -> np.ndarray:
+    """int64 [2]: what the architecture costs besides its blocks, given the
+    state its last block leaves (stem, fixed layers, head)."""
+    raise NotImplementedError(
+        f'the {self.name} space cost is not a sum of per-block costs')
+
   def describe(self, arch: Arch, **kw) -> dict[str, Any]:
     flops, params = self.flops_params(arch, **kw)
     return {'space': self.name, 'arch': self.to_string(arch),

@@ -31,6 +31,8 @@ CHOICES = ((3, 0), (3, 1), (2, 0), (2, 1), (1, 1), (0, 1))
 LABELS = ('att@1/32', 'conv@1/32', 'att@1/16', 'conv@1/16', 'conv@1/8',
           'conv@1/4')
 _ID = {c: i for i, c in enumerate(CHOICES)}
+_STAGE = np.asarray([c[0] for c in CHOICES])
+_KIND = np.asarray([c[1] for c in CHOICES])
 # The issue's restriction of the search: stages each block may use.
 BLOCK_STAGES = ((0, 1, 2, 3), (1, 2, 3), (2, 3), (2, 3))
 
@@ -53,54 +55,70 @@ NAMED = {
 NO_LAST_DOWNSAMPLE = {'BossNet-T1': 'BossNet-T0'}
 
 
-def hytra_madds_params(stages, resolution=224, last_stride=2,
-                       num_classes=1000, base_width=64, stem='imagenet'):
-  """(multiply-adds, params) by the official counter's conventions.
+@functools.lru_cache(maxsize=None)
+def hytra_cost_terms(resolution=224, last_stride=2, num_classes=1000,
+                     base_width=64, stem='imagenet'):
+  """The official counter's (multiply-adds, params) as a sum of terms:
+  (fixed, empty, layer), where fixed is the stem and the classifier,
+  empty[s] an empty stage s (one 3x3 conv at its bottleneck width) and
+  layer[s][first][kind] a block of `kind` (0 ResAtt, 1 ResConv) at stage s,
+  first of its stage (it takes the stage's input width and does the
+  stride) or not.
 
   Per block: entry 1x1 at the input resolution, the 3x3 depthwise conv
   (position encoding, does the stride), exit 1x1, a projection shortcut when
   the width changes; ResConv adds its 3x3 conv, ResAtt its QKV projections
-  and the two attention matrix products. Stem 7x7 conv; an empty stage counts
-  one 3x3 conv at its bottleneck width; the classifier; no BN, no pooling.
-  stem='cifar' (3x3 stride-1 conv, first scale at full resolution) counts
-  that stem and those resolutions instead.
+  and the two attention matrix products. Stem 7x7 conv; the classifier; no
+  BN, no pooling. stem='cifar' (3x3 stride-1 conv, first scale at full
+  resolution) counts that stem and those resolutions instead.
   """
   f = base_width / 64  # width multiplier (1 for the paper's networks)
   in_ch = [int(c * f) for c in IN_CH]
   out_ch = [int(c * f) for c in OUT_CH]
   if stem == 'cifar':
     r = 4 * resolution  # the first scale sits at the input resolution
-    madds = 3 * 3 * 3 * in_ch[0] * resolution ** 2
-    params = 3 * 3 * 3 * in_ch[0]
+    fixed = [3 * 3 * 3 * in_ch[0] * resolution ** 2, 3 * 3 * 3 * in_ch[0]]
   else:
     r = resolution
-    madds = 7 * 7 * 3 * in_ch[0] * (r // 2) ** 2
-    params = 7 * 7 * 3 * in_ch[0]
+    fixed = [7 * 7 * 3 * in_ch[0] * (r // 2) ** 2, 7 * 7 * 3 * in_ch[0]]
+  fixed[0] += out_ch[-1] * num_classes
+  fixed[1] += out_ch[-1] * num_classes
   res_in = (r // 4, r // 4, r // 8, r // 16)
   strides = (1, 2, 2, last_stride)
-  for s, blocks in enumerate(stages):
+  empty, layer = [], []
+  for s in range(4):
     b, out = int(BOTTLENECK[s] * f), out_ch[s]
-    if not blocks:
-      madds += (res_in[s] // strides[s]) ** 2 * 9 * b * b
-      params += 9 * b * b
-    for j, kind in enumerate(blocks):
-      cin = in_ch[s] if j == 0 else out
-      stride = strides[s] if j == 0 else 1
-      res = res_in[s] if j == 0 else res_in[s] // strides[s]
+    empty.append(((res_in[s] // strides[s]) ** 2 * 9 * b * b, 9 * b * b))
+    per_first = []
+    for first in (False, True):
+      cin = in_ch[s] if first else out
+      stride = strides[s] if first else 1
+      res = res_in[s] if first else res_in[s] // strides[s]
       R = res // stride
-      madds += cin * b * res ** 2 + R * R * 9 * b + b * out * R * R
-      params += cin * b + 9 * b + b * out
+      madds = cin * b * res ** 2 + R * R * 9 * b + b * out * R * R
+      params = cin * b + 9 * b + b * out
       if cin != out:
         madds += cin * out * R * R
         params += cin * out
-      if kind == 1:  # ResConv: 3x3 conv at the bottleneck
-        madds += R * R * 9 * b * b
-        params += 9 * b * b
-      else:  # ResAtt: QKV + QK^T + AV over R^2 tokens
-        madds += 3 * b * b * R * R + 2 * b * R ** 4
-        params += 3 * b * b
-  madds += out_ch[-1] * num_classes
-  params += out_ch[-1] * num_classes
+      att = (madds + 3 * b * b * R * R + 2 * b * R ** 4, params + 3 * b * b)
+      conv = (madds + R * R * 9 * b * b, params + 9 * b * b)
+      per_first.append((att, conv))
+    layer.append(tuple(per_first))
+  return tuple(fixed), tuple(empty), tuple(layer)
+
+
+def hytra_madds_params(stages, resolution=224, last_stride=2,
+                       num_classes=1000, base_width=64, stem='imagenet'):
+  """(multiply-adds, params) of the network with these stage lists, by the
+  official counter's conventions (`hytra_cost_terms`)."""
+  fixed, empty, layer = hytra_cost_terms(resolution, last_stride, num_classes,
+                                         base_width, stem)
+  madds, params = fixed
+  for s, blocks in enumerate(stages):
+    terms = [empty[s]] if not blocks else [
+        layer[s][j == 0][kind] for j, kind in enumerate(blocks)]
+    for m, p in terms:
+      madds, params = madds + m, params + p
   return madds, params
 
 
@@ -256,6 +274,41 @@ class HyTraSpace(SearchSpace):
                               resolution or self.resolution,
                               last_stride or self.last_stride,
                               self.num_classes, self.base_width, self.stem)
+
+  def _terms(self):
+    return hytra_cost_terms(self.resolution, self.last_stride,
+                            self.num_classes, self.base_width, self.stem)
+
+  def costs(self, flat):
+    """Vectorised hytra_madds_params: a layer is first of its stage when the
+    layer before it is at another stage; the stages before the first layer
+    and after the last are empty (resolution only ever halves)."""
+    fixed, empty, layer = (np.asarray(t, np.int64) for t in self._terms())
+    flat = np.asarray(flat, np.int64).reshape(-1, self.num_layers)
+    stage, kind = _STAGE[flat], _KIND[flat]
+    first = np.ones_like(stage, bool)
+    first[:, 1:] = stage[:, 1:] != stage[:, :-1]
+    out = fixed + layer[stage, first.astype(int), kind].sum(1)
+    s = np.arange(4)
+    skipped = (s < stage[:, :1]) | (s > stage[:, -1:])  # [N, 4]
+    return out + (skipped[..., None] * empty).sum(1)
+
+  def block_costs(self, k, paths, state=None):
+    """`state`: the stage of the last layer before the block (None before
+    block 0); block 0 also pays for the stages before its first layer."""
+    _, empty, layer = (np.asarray(t, np.int64) for t in self._terms())
+    paths = np.asarray(paths, np.int64).reshape(-1, self.depth)
+    stage, kind = _STAGE[paths], _KIND[paths]
+    before = np.full((len(paths), 1), -1 if state is None else state)
+    first = stage != np.concatenate([before, stage[:, :-1]], 1)
+    out = layer[stage, first.astype(int), kind].sum(1)
+    if state is None:
+      out = out + ((np.arange(4) < stage[:, :1])[..., None] * empty).sum(1)
+    return out, [int(v) for v in stage[:, -1]]
+
+  def end_cost(self, state=None):
+    fixed, empty, _ = (np.asarray(t, np.int64) for t in self._terms())
+    return fixed + empty[int(state) + 1:].sum(0)
 
   def describe_named(self, text, resolution=None):
     resolution = resolution or self.resolution

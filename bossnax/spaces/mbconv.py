@@ -15,6 +15,7 @@ are described (counted) with `describe_named`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -54,10 +55,17 @@ class MBConvSpace(SearchSpace):
         width=self.stage_widths[s] if self.stage_widths else st.width)
         for s, st in enumerate(lay.stages))
     self.lay = dataclasses.replace(lay, stages=stages)
+    # Identity (SPOS's skip, listed last) only where the shape is kept: a
+    # stage's first layer changes width or resolution, so it has one
+    # choice fewer (as in SPOS and GreedyNAS).
+    shape_kept = [stride == 1 and cin == cout
+                  for _, _, cin, cout, stride in L.searched_layers(self.lay)]
+    layers = iter(shape_kept)
     self.blocks = tuple(
         Block(f'stage{s}', tuple(Layer(f's{s}l{i}', tuple(
-            op.label if op != L.IDENTITY else 'identity' for op in st.ops))
-            for i in range(st.layers)))
+            op.label if op != L.IDENTITY else 'identity' for op in st.ops
+            if op != L.IDENTITY or kept))
+            for i, kept in zip(range(st.layers), layers)))
         for s, st in enumerate(self.lay.stages))
 
   # -- strings ----------------------------------------------------------------
@@ -113,6 +121,53 @@ class MBConvSpace(SearchSpace):
     res = resolution or (32 if self.cifar_stem else 224)
     return L.network_cost(self.lay, self.ops(arch), res, self.num_classes,
                           self.cifar_stem)
+
+  # Every searched layer's in/out width, stride and resolution are fixed by
+  # the layout, so the cost is a constant plus one term per layer's choice.
+  @functools.cached_property
+  def _layer_costs(self):
+    """(int64 [2] cost of the network with every layer's first op,
+    int64 [L, C, 2]: what choice c of layer l adds to it)."""
+    base_ops = [self.lay.stages[s].ops[0]
+                for s, *_ in L.searched_layers(self.lay)]
+    res = 32 if self.cifar_stem else 224
+    cost = lambda ops: np.asarray(L.network_cost(
+        self.lay, ops, res, self.num_classes, self.cifar_stem), np.int64)
+    base = cost(base_ops)
+    C = max(len(layer.choices) for layer in self.layers)
+    table = np.zeros((len(base_ops), C, 2), np.int64)
+    valid = np.zeros((len(base_ops), C), bool)
+    valid[:, 0] = True
+    for i, (s, *_) in enumerate(L.searched_layers(self.lay)):
+      for c, op in enumerate(self.lay.stages[s].ops[1:], start=1):
+        try:
+          table[i, c] = cost(base_ops[:i] + [op] + base_ops[i + 1:]) - base
+          valid[i, c] = True
+        except ValueError:  # identity where the shape changes (SPOS)
+          pass
+    return base, table, valid
+
+  def _choice_costs(self, rows, flat):
+    _, table, valid = self._layer_costs
+    if not valid[rows, flat].all():
+      bad = ''.join(str(int(c)) for c in flat[~valid[rows, flat].all(1)][0])
+      raise ValueError(f'mbconv ({self.layout}) layers {bad}: identity where '
+                       'the shape changes')
+    return table[rows, flat].sum(1)
+
+  def costs(self, flat):
+    flat = np.asarray(flat, np.int64).reshape(-1, self.num_layers)
+    return self._layer_costs[0] + self._choice_costs(
+        np.arange(self.num_layers), flat)
+
+  def block_costs(self, k, paths, state=None):
+    sl = self.block_slice(k)
+    paths = np.asarray(paths, np.int64).reshape(-1, sl.stop - sl.start)
+    return (self._choice_costs(np.arange(sl.start, sl.stop), paths),
+            [None] * len(paths))
+
+  def end_cost(self, state=None):
+    return self._layer_costs[0].copy()
 
   def describe_named(self, text, resolution=None):
     if text not in FIXED_NETWORKS:

@@ -1,0 +1,54 @@
+"""Measured latency as a search cost (search_arch --latency_budget=MS).
+
+Each architecture's standalone network is jitted and timed on the current
+device: median wall time of `repeats` forward passes of a batch of
+`batch` images after a warm-up, in milliseconds, each architecture once.
+Weights are zeros of the right shapes (dense networks do the same work
+whatever the values), so nothing is initialised. One program is compiled
+per architecture: a second or so on a CPU for the small spaces, so the
+searchers measure only candidates that pass the MAdds / params budget.
+Timing varies with load and device; the figure is this device's, now.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class MeasuredLatency:
+  """text -> milliseconds on this device (cached per architecture)."""
+
+  def __init__(self, space, image_size, batch=1, repeats=10, warmup=2):
+    self.space, self.image_size = space, int(image_size)
+    self.batch, self.repeats, self.warmup = int(batch), int(repeats), int(
+        warmup)
+    self.measured: dict[str, float] = {}
+
+  def __call__(self, text: str) -> float:
+    if text not in self.measured:
+      self.measured[text] = self._measure(self.space.from_string(text))
+    return self.measured[text]
+
+  def _measure(self, arch) -> float:
+    net, vec = self.space.standalone(arch)
+    vec = jnp.asarray(vec, jnp.int32)
+    x = jnp.zeros((self.batch, self.image_size, self.image_size, 3),
+                  jnp.float32)
+    shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, vec,
+                                             mode='eval', output='logits'))
+    variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    forward = jax.jit(functools.partial(net.apply, mode='eval',
+                                        output='logits'))
+    for _ in range(self.warmup):  # the first compiles
+      jax.block_until_ready(forward(variables, x, vec))
+    times = []
+    for _ in range(self.repeats):
+      tic = time.perf_counter()
+      jax.block_until_ready(forward(variables, x, vec))
+      times.append(time.perf_counter() - tic)
+    return float(np.median(times) * 1e3)

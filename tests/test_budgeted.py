@@ -149,6 +149,9 @@ def test_plan_from_config_checks_the_strategy():
   assert plan.whole and plan.budgets == ((0.0, 0.0), (30.0, 0.0),
                                          (60.0, 0.0))
   assert plan.settings.population == 50 and plan.settings.mutations == 25
+  s.strategy, s.flops_budget, s.params_budget = 'blockwise_budget', 300, 5
+  with pytest.raises(ValueError, match='not both'):  # before any training
+    Plan.from_config(s)
   s.strategy = 'genetic'
   with pytest.raises(ValueError, match='use one of auto, exhaustive'):
     Plan.from_config(s)

@@ -224,6 +224,17 @@ class BlockwiseBeam:
       return Ranking(space, _unique(rows), best, sign, note=fallback or (
           f'{plan.strategy}: {plan.evaluations} evaluations of the block '
           'tables per budget'))
+    if too_many:  # auto: add the exact best and front where costs add up
+      try:
+        ranking = self._budgeted(tables, listed, best, sign)
+        ranking.note = (
+            f'{space.count()} architectures: the listed ones '
+            '(search.archs_file), the exact best search.top_k under each '
+            'budget and the exact Pareto front (as search.strategy='
+            'blockwise_budget)')
+        return ranking
+      except budgeted.NotAdditive:
+        pass
     if too_many and not listed:
       return Ranking(space, [], best, sign, note=(
           f'{space.count()} architectures: too many to write them all; the '

@@ -47,6 +47,10 @@ class Plan:
     if strategy not in STRATEGIES:
       raise ValueError(f'search.strategy={strategy!r}: use one of '
                        f'{", ".join(STRATEGIES)}')
+    if strategy == 'blockwise_budget' and s.flops_budget and s.params_budget:
+      raise ValueError('search.strategy=blockwise_budget bounds one cost '
+                       'per budget: set search.flops_budget or '
+                       'search.params_budget, not both')
     budgets = [(float(s.flops_budget), float(s.params_budget))]
     budgets += [(float(f), 0.0) for f in s.get('flops_budgets', ())]
     evo = s.get('evolution', None)

@@ -186,9 +186,11 @@ def main(argv=None):
         raise ValueError('--strategy=blockwise_budget searches the block '
                          'tables of a --workdir, not a score table')
     if args.strategy == 'blockwise_budget':
-      if args.latency_budget:
-        raise ValueError('--latency_budget is not additive over blocks: use '
-                         'evolution, nsga2 or random')
+      if args.latency_budget or args.min_flops or args.min_params:
+        raise ValueError('--strategy=blockwise_budget takes an upper bound '
+                         '(--flops_budget or --params_budget) only: use '
+                         'evolution, nsga2 or random for a latency budget '
+                         'or a band')
       rows, front = _exact(space, blockwise, args)
       used = 0
     else:
@@ -206,6 +208,13 @@ def main(argv=None):
         if state_file:
           os.makedirs(args.out, exist_ok=True)
           kw['state_file'] = state_file
+          kw['source'] = {  # a resume must read the same fitness
+              'scores': os.path.abspath(args.scores) if args.scores else '',
+              'score_column': args.score_column if args.scores else '',
+              'workdir': (os.path.abspath(args.workdir) if args.workdir
+                          else ''),
+              'latency': ([latency.batch, latency.image_size] if latency
+                          else None)}
       ranking, used = ev.STRATEGIES[args.strategy](
           space, fitness, budget=budget, seed=args.seed,
           max_evaluations=args.evaluations, **kw)

@@ -100,6 +100,9 @@ def test_k_frontier_by_hand():
   assert budgeted.k_frontier(cost, loss, 1).tolist() == [0, 1, 3]
   assert budgeted.k_frontier(cost, loss, 2).tolist() == [0, 1, 2, 3, 4]
   assert budgeted.k_frontier(cost, loss, 3).tolist() == [0, 1, 2, 3, 4, 5]
+  # a NaN loss beats nothing and hides nothing
+  assert budgeted.k_frontier([1, 2, 3, 4], [5, np.nan, 1, .5], 1).tolist() \
+      == [0, 2, 3]
 
 
 def test_full_mbconv_space_under_a_budget():
@@ -230,3 +233,31 @@ def test_oneshot_searcher_uses_the_supernet_as_fitness():
   assert ranking.best == ranking.rows[0][0] and 'evolution' in ranking.note
   with pytest.raises(ValueError, match='needs block tables'):
     WholeArchs(space, plan=Plan('blockwise_budget'))
+
+
+def test_exhaustive_with_an_archs_file_still_ranks_everything(tmp_path):
+  space = SPACES['mbconv-tiny']()  # 1,024 architectures
+  tables = one_table_per_block(space)
+  listed = tmp_path / 'archs.csv'
+  listed.write_text('arch\n0|0|0|0|0\n')
+  searcher = BlockwiseBeam(space, archs_file=str(listed),
+                           plan=Plan('exhaustive'))
+  state = searcher.initial_state()
+  for k in range(space.num_blocks):
+    (_, (paths, losses)), = tables[k].items()
+    state, _ = searcher.search_block(state, k, lambda _: (paths, losses))
+  assert len(searcher.ranking(state).rows) == 1024
+
+
+def test_a_non_finite_loss_is_left_out_not_everything_after_it():
+  space = MBConvSpace(stage_layers=(1, 1, 2, 1, 1))
+  tables = one_table_per_block(space)
+  (key, (paths, losses)), = tables[0].items()
+  cheapest = int(np.argmin(space.block_costs(0, paths)[0][:, 0]))
+  losses = losses.copy()
+  losses[cheapest] = np.nan
+  tables[0] = {key: (paths, losses)}
+  lam = (1.0,) * space.num_blocks
+  got = budgeted.search(space, tables, lam, k=5)
+  assert len(got) == 5 and budgeted.pareto(space, tables, lam)
+  assert all(tuple(r[0][0]) != tuple(paths[cheapest]) for r in got)

@@ -217,6 +217,7 @@ def test_the_searcher_scores_the_benchmark_and_rank_reads_it(space,
   with the size baselines beside."""
   from bossnax import rank
   from bossnax.searchers.blockwise import BlockwiseBeam
+  from bossnax.searchers.strategies import Plan
   searcher = BlockwiseBeam(space, archs_file=str(BENCH))
   state = searcher.initial_state()
   loss = lambda path: float(np.sum((np.asarray(path) + 1) ** 2))
@@ -236,6 +237,9 @@ def test_the_searcher_scores_the_benchmark_and_rank_reads_it(space,
   front = ranking.summary()['pareto']
   assert front[-1]['arch'] == ranking.best
   assert front[0]['arch'] == '22|2222|2222|2222|2222'  # all MB3 3x3
+  # a budget on both costs is not exact in auto: said, not refused
+  searcher.plan = Plan(budgets=((400.0, 5.0),))
+  assert 'bounds both costs' in searcher.ranking(state).note
   path = tmp_path / 'scores.csv'
   with open(path, 'w') as f:
     f.write('arch,score,flops,params\n')

@@ -120,9 +120,10 @@ def test_an_interrupted_search_resumes_exactly(nats, tmp_path, strategy):
   resumed, used2 = search(space, ev.TableFitness(table), seed=2, settings=st,
                           state_file=path)
   assert resumed.rows == whole.rows and used2 == used
-  with pytest.raises(ValueError, match='holds another search'):
-    search(space, ev.TableFitness(table), seed=3, settings=st,
-           state_file=path)
+  for other in ({'seed': 3}, {'source': 'another table'}):
+    with pytest.raises(ValueError, match='holds another search'):
+      search(space, ev.TableFitness(table), settings=st, state_file=path,
+             **{'seed': 2, **other})
 
 
 @pytest.mark.xdist_group('tiny_run')

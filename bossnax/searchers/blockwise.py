@@ -20,6 +20,7 @@ import numpy as np
 from bossnax.searchers import budgeted
 from bossnax.searchers.ranking import Ranking
 from bossnax.searchers.strategies import Plan, search_whole
+from bossnax.searchers.whole import load_archs
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +204,12 @@ class BlockwiseBeam:
       raise ValueError(f'search.strategy=exhaustive: {space.count()} '
                        f'architectures are too many; use blockwise_budget '
                        'or evolution')
-    listed = None
-    if self.archs_file and (too_many or plan.strategy != 'auto'):
-      listed = [self.best(state)] + list(space.benchmark(self.archs_file)[0])
+    # search.archs_file: scored beside a search (never instead of an
+    # exhaustive ranking)
+    listed = ([self.best(state)] + load_archs(space, self.archs_file)
+              if self.archs_file and (too_many or plan.strategy != 'auto' and
+                                      plan.strategy != 'exhaustive')
+              else None)
     fallback = ''
     if plan.strategy == 'blockwise_budget':
       try:
@@ -215,6 +219,8 @@ class BlockwiseBeam:
             'evolution' if too_many else 'exhaustive'))
         fallback = f'{e}: fell back to {plan.strategy}'
         log.warning('%s', fallback)
+        if not too_many:
+          listed = None  # exhaustive: every architecture
     if plan.whole:
       rows = search_whole(plan, space, BlockScores(space, tables,
                                                    self.lambdas))
@@ -231,7 +237,8 @@ class BlockwiseBeam:
             f'{space.count()} architectures: the listed ones '
             '(search.archs_file), the exact best search.top_k under each '
             'budget and the exact Pareto front (as search.strategy='
-            'blockwise_budget)')
+            'blockwise_budget)' + ranking.note.partition(
+                'not every architecture')[2])
         return ranking
       except budgeted.NotAdditive:
         pass
@@ -254,12 +261,13 @@ class BlockwiseBeam:
     """blockwise_budget: the best top_k under every budget, the Pareto
     front (and the listed architectures), all exact."""
     space, plan = self.space, self.plan
-    rows = []
+    rows, inexact = [], ''
     for flops, params in plan.budgets:
-      if flops and params:
-        raise ValueError('search.strategy=blockwise_budget bounds one cost '
-                         'per budget: set search.flops_budget or '
-                         'search.params_budget, not both')
+      if flops and params:  # auto only: Plan refuses it for the strategy
+        inexact = (f'; the budget of {flops} M MAdds and {params} M params '
+                   'bounds both costs, so its best is the best of these '
+                   'rows, not exact')
+        continue
       rows += budgeted.search(space, tables, self.lambdas,
                               budget=flops or params,
                               cost='params' if params else 'flops',
@@ -272,7 +280,7 @@ class BlockwiseBeam:
     front = [(space.to_string(a), s, f, p) for a, s, f, p in front]
     return Ranking(space, _unique(rows), best, sign, note=(
         'blockwise_budget: the exact best under each budget and the exact '
-        'Pareto front, not every architecture'), pareto=front)
+        'Pareto front, not every architecture' + inexact), pareto=front)
 
 
 def _unique(rows):

@@ -26,7 +26,11 @@ scored gets that table in the exhaustive ranking, not here).
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 COSTS = ('flops', 'params')
 
@@ -47,7 +51,7 @@ def k_frontier(cost, loss, k):
     if not rest.size:
       break
     l = loss[rest]
-    best_before = np.concatenate([[np.inf], np.minimum.accumulate(l)[:-1]])
+    best_before = np.concatenate([[np.inf], np.fmin.accumulate(l)[:-1]])
     front = l < best_before
     keep.append(rest[front])
     rest = rest[~front]
@@ -82,6 +86,11 @@ class _Chain:
                  for p in space.block_paths(k, prefix)}
         ok = np.asarray([tuple(int(v) for v in p) in valid for p in paths],
                         bool)
+        finite = np.isfinite(np.asarray(losses, np.float64))
+        if not finite.all():  # a diverged path: it cannot be ranked
+          log.warning('block %d: %d paths with a non-finite loss left out '
+                      'of the budgeted search', k, int((~finite).sum()))
+        ok &= finite
         paths, losses = np.asarray(paths)[ok], np.asarray(losses)[ok]
         if not len(paths):
           continue

@@ -72,10 +72,10 @@ class Budget:
   latency: float = 0.0  # ms, by the search's latency cost (latency.py)
 
   def admits(self, flops, params) -> bool:
-    f, p = flops / 1e6, params / 1e6
-    return ((not self.flops or f <= self.flops) and
-            (not self.params or p <= self.params) and f >= self.min_flops and
-            p >= self.min_params)
+    # in counts, as Ranking.within and the budgeted search compare
+    return ((not self.flops or flops <= self.flops * 1e6) and
+            (not self.params or params <= self.params * 1e6) and
+            flops >= self.min_flops * 1e6 and params >= self.min_params * 1e6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -193,24 +193,27 @@ def _initial(search, initial, n, max_evals):
                              n - len(texts), max_evals)
 
 
-def _key(name, space, budget, seed, cap, settings):
-  """What a saved search must match to be resumed."""
+def _key(name, space, budget, seed, cap, settings, source):
+  """What a saved search must match to be resumed (`source`: what the
+  caller says its fitness and latency are, e.g. the score file)."""
   return {'strategy': name, 'space': space.name, 'budget': vars(budget),
-          'seed': seed, 'max_evaluations': cap, 'settings': vars(settings)}
+          'seed': seed, 'max_evaluations': cap, 'settings': vars(settings),
+          'source': source}
 
 
 def evolution(space, fitness, *, budget=None, seed=0, max_evaluations=None,
               settings=EvolutionSettings(), initial=(), state_file='',
-              latency=None):
+              latency=None, source=None):
   """SPOS's evolutionary search; returns (Ranking of every architecture
   evaluated, evaluations). Stops after `settings.generations` or at
   `max_evaluations`. `state_file`: saved after every generation and
-  resumed from when it exists (the same search continues exactly).
+  resumed from when it exists (the same search continues exactly; `source`,
+  JSON, names the fitness so another one's state is refused).
   `latency`: text -> ms, for a latency budget."""
   st = settings
   s = _Search(space, fitness, budget, seed, st.tries, latency)
   cap = max_evaluations or st.population * (st.generations + 1)
-  key = _key('evolution', space, s.budget, seed, cap, st)
+  key = _key('evolution', space, s.budget, seed, cap, st, source)
   saved = s.load(state_file, key)
   start = saved[0] if saved else 0
   if not saved:
@@ -296,18 +299,19 @@ def pareto_front(rows, objectives=('flops',)):
 
 def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
           settings=EvolutionSettings(), objectives=('flops',), initial=(),
-          state_file='', latency=None):
+          state_file='', latency=None, source=None):
   """NSGA-II over (score, and each cost in `objectives`): parents by binary
   tournament on (front, crowding), children by the evolution's mutation and
   crossover, survivors by fronts then crowding. Returns (Ranking of every
   architecture evaluated, evaluations); `pareto_front(ranking.rows)` is the
-  front. `state_file`: saved after every generation, resumed from;
+  front. `state_file`: saved after every generation, resumed from (see
+  `evolution` for `source`);
   `latency`: text -> ms, for a latency budget."""
   st = settings
   s = _Search(space, fitness, budget, seed, st.tries, latency)
   cap = max_evaluations or st.population * (st.generations + 1)
   cols = {'flops': 0, 'params': 1}
-  key = {**_key('nsga2', space, s.budget, seed, cap, st),
+  key = {**_key('nsga2', space, s.budget, seed, cap, st, source),
          'objectives': list(objectives)}
 
   def objective(texts):

@@ -41,6 +41,8 @@ def supernet_fitness(space, score_archs, chunk):
   """texts -> -score_archs(flat archs), higher = better, in batches padded
   to a multiple of `chunk` (copies of the first row, dropped after) so a
   few compiled programs serve every batch size."""
+  chunk = max(int(chunk), 1)
+
   def fitness(texts):
     flat = np.stack([space.flatten(space.from_string(t))
                      for t in texts]).astype(np.int32)

@@ -176,7 +176,7 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.num_archs = 0  # one-shot methods: N candidates evenly spaced in the list, 0 = all
   c.search.truth_file = ''  # CSV with arch + accuracy: correlations at the end
   c.search.top_k = 10  # architectures printed and written to ranking.json
-  c.search.seed = 1234  # fixes the validation view pairs
+  c.search.seed = 1234  # fixes the validation view pairs; seeds the searchers
   # How a block's paths are scored: 'objective' (the method's own score:
   # BossNAS's population centre) | 'linear' (supervised linear evaluation:
   # the supernet frozen, one linear classifier per block trained over

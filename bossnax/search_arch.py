@@ -64,19 +64,15 @@ def plot(rows, front, budget, path, title):
   plt.close(fig)
 
 
-def _run_image_size(workdir):
-  from bossnax.config import load_run_config
-  return int(load_run_config(workdir).get('data', {}).get('image_size', 0))
-
-
 def jax_device():
   import jax
   return jax.devices()[0].device_kind
 
 
 def from_workdir(workdir, strategy):
-  """(space, fitness or None, block-wise searcher and meta or None) of a
-  finished run."""
+  """(config, space, fitness, (block-wise searcher, meta) or None) of a
+  finished run. The fitness outlives the Run (closed here): scoring needs
+  only its model, scorer and the search images read now."""
   from bossnax.config import load_run_config
   from bossnax.run import Run
   from bossnax.searchers import BlockwiseBeam
@@ -94,7 +90,8 @@ def from_workdir(workdir, strategy):
                        f"{meta['block'] + 1} of {K}: finish it with "
                        'python -m bossnax.main first')
     if isinstance(run.searcher, BlockwiseBeam):
-      return run.space, run.searcher.block_scorer(meta), (run.searcher, meta)
+      return (config, run.space, run.searcher.block_scorer(meta),
+              (run.searcher, meta))
     if strategy == 'blockwise_budget':
       raise ValueError(f'--strategy=blockwise_budget needs block tables; '
                        f'{config.method} scores whole networks: use '
@@ -102,7 +99,7 @@ def from_workdir(workdir, strategy):
     from bossnax.searchers.strategies import Memo
     from bossnax.searchers.whole import supernet_fitness
     val, val_w, calib, val_y = run.search_images()
-    return run.space, Memo(supernet_fitness(
+    return config, run.space, Memo(supernet_fitness(
         run.space, lambda flat: run.scorer.score_archs(
             state, 0, flat, val, calib, val_w, val_y),
         config.search.path_chunk)), None
@@ -175,8 +172,9 @@ def main(argv=None):
   try:
     latency, image_size = None, 0
     if args.workdir:
-      space, fitness, blockwise = from_workdir(args.workdir, args.strategy)
-      image_size = _run_image_size(args.workdir)
+      config, space, fitness, blockwise = from_workdir(args.workdir,
+                                                       args.strategy)
+      image_size = int(config.get('data', {}).get('image_size', 0))
     else:
       space = make_space(ml_collections.ConfigDict({'name': args.space}))
       fitness = ev.TableFitness.from_csv(space, args.scores,

@@ -164,7 +164,7 @@ def test_ranking_budget_and_files(tmp_path):
   c = tiny_config()
   c.search.flops_budget = 0.5 * (flops + space.flops_params(archs[1])[0]) / 1e6
   summary = ranking.write(str(tmp_path), c.search)
-  assert summary['budget']['best']['arch'] == '4:4:4:4:4'
+  assert summary['budgets'][0]['best']['arch'] == '4:4:4:4:4'
   rows = (tmp_path / 'scores.csv').read_text().splitlines()
   assert rows[0] == 'arch,score,flops,params' and rows[1].startswith('4:4:4:4:4,-1.0')
   written = json.loads((tmp_path / 'ranking.json').read_text())

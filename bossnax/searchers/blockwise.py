@@ -207,8 +207,8 @@ class BlockwiseBeam:
     # search.archs_file: scored beside a search (never instead of an
     # exhaustive ranking)
     listed = ([self.best(state)] + load_archs(space, self.archs_file)
-              if self.archs_file and (too_many or plan.strategy != 'auto' and
-                                      plan.strategy != 'exhaustive')
+              if self.archs_file and (too_many or plan.strategy not in (
+                  'auto', 'exhaustive'))
               else None)
     fallback = ''
     if plan.strategy == 'blockwise_budget':

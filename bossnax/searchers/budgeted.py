@@ -30,6 +30,8 @@ import logging
 
 import numpy as np
 
+from bossnax.searchers.ranking import cost_front
+
 log = logging.getLogger(__name__)
 
 COSTS = ('flops', 'params')
@@ -191,12 +193,7 @@ def pareto(space, block_tables, lambdas, cost='flops'):
   # with k = 1 every state keeps exactly its non-dominated prefixes (a
   # dominated prefix's completions are dominated by the same completions)
   rows = _dp(space, block_tables, lambdas, np.inf, j, 1)
-  front, best = [], -np.inf
-  for r in sorted(rows, key=lambda r: (r[2 + j], -r[1])):
-    if r[1] > best:
-      front.append(r)
-      best = r[1]
-  return _check(space, front)
+  return _check(space, cost_front(rows, cost))
 
 
 def brute_force(space, block_tables, lambdas, *, budget=0.0, cost='flops',

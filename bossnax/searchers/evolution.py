@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import functools
 import json
 import os
 
 import numpy as np
 
-from bossnax.searchers.ranking import Ranking
+from bossnax.searchers.ranking import COST_COLUMNS, Ranking, cost_front
 
 
 # -- fitness and constraints ------------------------------------------------------
@@ -109,10 +108,15 @@ class _Search:
     self.rng = np.random.default_rng(seed)
     self.scores: dict[str, float] = {}  # every architecture evaluated
     self.evaluations = 0
+    self._costs: dict[str, tuple[int, int]] = {}
 
-  @functools.lru_cache(maxsize=None)
   def cost(self, text):
-    return self.space.flops_params(self.space.from_string(text))
+    """(MAdds, params), counted once per architecture (a cache on the
+    search, not on the class: it goes when the search does)."""
+    if text not in self._costs:
+      self._costs[text] = self.space.flops_params(
+          self.space.from_string(text))
+    return self._costs[text]
 
   def admissible(self, text) -> bool:
     return (text not in self.scores and
@@ -282,16 +286,9 @@ def pareto_front(rows, objectives=('flops',)):
   every cost in `objectives`, cheapest first."""
   if not rows:
     return []
-  cols = {'flops': 2, 'params': 3}
   if len(objectives) == 1:  # one cost: a sort, not O(N^2) dominance
-    c = cols[objectives[0]]
-    front, best = [], -np.inf
-    for r in sorted(rows, key=lambda r: (r[c], -r[1])):
-      if r[1] > best:
-        front.append(r)
-        best = r[1]
-    return front
-  obj = np.asarray([[-r[1]] + [r[cols[o]] for o in objectives]
+    return cost_front(rows, objectives[0])
+  obj = np.asarray([[-r[1]] + [r[COST_COLUMNS[o]] for o in objectives]
                     for r in rows], np.float64)
   front = non_dominated_fronts(obj)[0]
   return sorted((rows[i] for i in front), key=lambda r: r[2])

@@ -5,7 +5,7 @@ device: median wall time of `repeats` forward passes of a batch of
 `batch` images after a warm-up, in milliseconds, each architecture once.
 Weights are zeros of the right shapes (dense networks do the same work
 whatever the values), so nothing is initialised. One program is compiled
-per architecture: a second or so on a CPU for the small spaces, so the
+per architecture (about 2 s for a NATS network on the 2-core CPU), so the
 searchers measure only candidates that pass the MAdds / params budget.
 Timing varies with load and device; the figure is this device's, now.
 """

@@ -8,7 +8,23 @@ import dataclasses
 import json
 import os
 
+import numpy as np
+
 from bossnax import parallel
+
+COST_COLUMNS = {'flops': 2, 'params': 3}  # of a row (arch, score, ...)
+
+
+def cost_front(rows, cost='flops'):
+  """The rows no other row beats on both score and `cost`, cheapest first
+  (one sort: among equal costs only the best score can be on it)."""
+  c = COST_COLUMNS[cost]
+  front, best = [], -np.inf
+  for r in sorted(rows, key=lambda r: (r[c], -r[1])):
+    if r[1] > best:
+      front.append(r)
+      best = r[1]
+  return front
 
 
 @dataclasses.dataclass
@@ -23,17 +39,16 @@ class Ranking:
 
   def front(self):
     """The rows no other beats on both score and MAdds, cheapest first."""
-    if self.pareto is not None:
-      return self.pareto
-    from bossnax.searchers.evolution import pareto_front
-    return pareto_front(self.rows)
+    return self.pareto if self.pareto is not None else cost_front(self.rows)
 
   @classmethod
   def from_scores(cls, space, archs, scores, best, sign):
     rows = []
-    for arch, score in zip(archs, scores):
-      flops, params = space.flops_params(arch)
-      rows.append((space.to_string(arch), float(score), flops, params))
+    costs = space.costs(np.stack([space.flatten(a) for a in archs])) if len(
+        archs) else []  # vectorised where the space's counter is additive
+    for arch, score, (flops, params) in zip(archs, scores, costs):
+      rows.append((space.to_string(arch), float(score), int(flops),
+                   int(params)))
     rows.sort(key=lambda r: -r[1])
     return cls(space, rows, best, sign)
 
@@ -52,9 +67,9 @@ class Ranking:
   def summary(self, top_k=10, flops_budget_m=0.0, params_budget_m=0.0,
               flops_budgets=()):
     """The dict written to ranking.json: the best architectures, the best
-    under (flops_budget_m, params_budget_m) as 'budget' and under each of
-    these and `flops_budgets` (MAdds, M) as 'budgets', the Pareto front of
-    score against MAdds."""
+    under (flops_budget_m, params_budget_m) and under each MAdds budget of
+    `flops_budgets` (M) as 'budgets', the Pareto front of score against
+    MAdds."""
     out = {'space': self.space.name, 'best': self.best, 'sign': self.sign}
     if self.note:
       out['note'] = self.note
@@ -63,10 +78,6 @@ class Ranking:
     layers = layer_report({r[0]: r[1:] for r in self.rows}) if self.rows else None
     if layers is not None:
       out['per_layer_width_spearman'] = layers
-    if self.rows and (flops_budget_m or params_budget_m):
-      out['budget'] = {'flops_budget_M': flops_budget_m,
-                       'params_budget_M': params_budget_m,
-                       'best': self.within(flops_budget_m, params_budget_m)}
     budgets = [(flops_budget_m, params_budget_m)] * bool(
         flops_budget_m or params_budget_m)
     budgets += [(float(f), 0.0) for f in flops_budgets]

@@ -71,20 +71,15 @@ class Plan:
 
 class Memo:
   """A fitness that evaluates each architecture once across the searches
-  of every budget (a supernet evaluation is not free); `calls` counts the
-  architectures actually evaluated."""
+  of every budget (a supernet evaluation is not free); `cache` holds every
+  architecture evaluated."""
 
-  def __init__(self, fitness, available=None):
-    self.fitness, self.cache, self.calls = fitness, {}, 0
-    self._available = available
-
-  def available(self, text):
-    return self._available(text) if self._available else True
+  def __init__(self, fitness):
+    self.fitness, self.cache = fitness, {}
 
   def __call__(self, texts):
     new = [t for t in dict.fromkeys(texts) if t not in self.cache]
     if new:
-      self.calls += len(new)
       self.cache.update(zip(new, (float(v) for v in self.fitness(new))))
     return [self.cache[t] for t in texts]
 

@@ -279,36 +279,47 @@ class HyTraSpace(SearchSpace):
     return hytra_cost_terms(self.resolution, self.last_stride,
                             self.num_classes, self.base_width, self.stem)
 
-  def costs(self, flat):
-    """Vectorised hytra_madds_params: a layer is first of its stage when the
-    layer before it is at another stage; the stages before the first layer
-    and after the last are empty (resolution only ever halves)."""
-    fixed, empty, layer = (np.asarray(t, np.int64) for t in self._terms())
-    flat = np.asarray(flat, np.int64).reshape(-1, self.num_layers)
-    stage, kind = _STAGE[flat], _KIND[flat]
-    first = np.ones_like(stage, bool)
-    first[:, 1:] = stage[:, 1:] != stage[:, :-1]
-    out = fixed + layer[stage, first.astype(int), kind].sum(1)
+  def _layer_terms(self, paths, before):
+    """Layer terms of `paths` [N, n] (int64 [N, 2]) after a layer at stage
+    `before` (-1: none); a layer is first of its stage when the one before
+    it is at another stage."""
+    _, _, layer = (np.asarray(t, np.int64) for t in self._terms())
+    stage, kind = _STAGE[paths], _KIND[paths]
+    prev = np.concatenate([np.full((len(paths), 1), before), stage[:, :-1]],
+                          1)
+    return layer[stage, (stage != prev).astype(int), kind].sum(1)
+
+  def _empty_stages(self, lo, hi):
+    """int64 [N, 2]: the empty stages s with lo <= s < hi ([N] each)."""
+    _, empty, _ = (np.asarray(t, np.int64) for t in self._terms())
     s = np.arange(4)
-    skipped = (s < stage[:, :1]) | (s > stage[:, -1:])  # [N, 4]
-    return out + (skipped[..., None] * empty).sum(1)
+    inside = (s >= np.asarray(lo)[:, None]) & (s < np.asarray(hi)[:, None])
+    return (inside[..., None] * empty).sum(1)
+
+  def costs(self, flat):
+    """Vectorised hytra_madds_params: the layers, the stages before the
+    first layer and after the last (empty: resolution only ever halves)."""
+    flat = np.asarray(flat, np.int64).reshape(-1, self.num_layers)
+    stage = _STAGE[flat]
+    n = len(flat)
+    return (np.asarray(self._terms()[0], np.int64) +
+            self._layer_terms(flat, -1) +
+            self._empty_stages(np.zeros(n, int), stage[:, 0]) +
+            self._empty_stages(stage[:, -1] + 1, np.full(n, 4)))
 
   def block_costs(self, k, paths, state=None):
     """`state`: the stage of the last layer before the block (None before
     block 0); block 0 also pays for the stages before its first layer."""
-    _, empty, layer = (np.asarray(t, np.int64) for t in self._terms())
     paths = np.asarray(paths, np.int64).reshape(-1, self.depth)
-    stage, kind = _STAGE[paths], _KIND[paths]
-    before = np.full((len(paths), 1), -1 if state is None else state)
-    first = stage != np.concatenate([before, stage[:, :-1]], 1)
-    out = layer[stage, first.astype(int), kind].sum(1)
+    stage = _STAGE[paths]
+    out = self._layer_terms(paths, -1 if state is None else state)
     if state is None:
-      out = out + ((np.arange(4) < stage[:, :1])[..., None] * empty).sum(1)
+      out = out + self._empty_stages(np.zeros(len(paths), int), stage[:, 0])
     return out, [int(v) for v in stage[:, -1]]
 
   def end_cost(self, state=None):
-    fixed, empty, _ = (np.asarray(t, np.int64) for t in self._terms())
-    return fixed + empty[int(state) + 1:].sum(0)
+    return (np.asarray(self._terms()[0], np.int64) +
+            self._empty_stages([int(state) + 1], [4])[0])
 
   def describe_named(self, text, resolution=None):
     resolution = resolution or self.resolution

@@ -56,8 +56,8 @@ class MBConvSpace(SearchSpace):
         for s, st in enumerate(lay.stages))
     self.lay = dataclasses.replace(lay, stages=stages)
     # Identity (SPOS's skip, listed last) only where the shape is kept: a
-    # stage's first layer changes width or resolution, so it has one
-    # choice fewer (as in SPOS and GreedyNAS).
+    # stage's first layer changes width or resolution, and a skip cannot,
+    # so it has one choice fewer.
     shape_kept = [stride == 1 and cin == cout
                   for _, _, cin, cout, stride in L.searched_layers(self.lay)]
     layers = iter(shape_kept)
@@ -117,8 +117,13 @@ class MBConvSpace(SearchSpace):
     return [self.lay.stages[s].ops[int(c)]
             for (s, *_), c in zip(L.searched_layers(self.lay), flat)]
 
+  @property
+  def resolution(self) -> int:
+    """The input side the counts are at by default."""
+    return 32 if self.cifar_stem else 224
+
   def flops_params(self, arch: Arch, resolution=None, **kw):
-    res = resolution or (32 if self.cifar_stem else 224)
+    res = resolution or self.resolution
     return L.network_cost(self.lay, self.ops(arch), res, self.num_classes,
                           self.cifar_stem)
 
@@ -130,9 +135,9 @@ class MBConvSpace(SearchSpace):
     int64 [L, C, 2]: what choice c of layer l adds to it)."""
     base_ops = [self.lay.stages[s].ops[0]
                 for s, *_ in L.searched_layers(self.lay)]
-    res = 32 if self.cifar_stem else 224
     cost = lambda ops: np.asarray(L.network_cost(
-        self.lay, ops, res, self.num_classes, self.cifar_stem), np.int64)
+        self.lay, ops, self.resolution, self.num_classes, self.cifar_stem),
+        np.int64)
     base = cost(base_ops)
     C = max(len(layer.choices) for layer in self.layers)
     table = np.zeros((len(base_ops), C, 2), np.int64)

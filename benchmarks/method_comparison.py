@@ -9,7 +9,7 @@ data and budget, one table against the ground truth and the size baselines.
 Each method is a `python -m bossnax.main` run in WORKDIR/METHOD (a finished
 one is reused: the harness resumes); 'linear' is BossNAS's supernet scored by
 supervised linear evaluation (`bossnax.rescore --config.search.evaluator=
-linear`); 'supervised_oneshot' scores the ground truth's architectures as
+linear`); 'supervised_oneshot' and 'greedynas' score the ground truth's architectures as
 whole networks. DNA needs a teacher: --teacher=DIR, or one is trained first
 into WORKDIR/teacher (NATS: the widest network, configs/retrain_hytra.py:
 nats_quick for the quick preset, :nats otherwise; the MBConv quick/tiny and
@@ -33,7 +33,8 @@ sys.path.insert(0, ROOT)
 CONFIGS = {'nats': 'configs/nats_cifar10.py', 'mbconv': 'configs/mbconv_cifar.py',
            'hytra': 'configs/hytra_cifar.py'}
 METHODS = ('bossnas', 'single_path', 'supervised', 'linear', 'dna',
-           'supervised_oneshot')
+           'supervised_oneshot', 'greedynas')
+ONE_SHOT = ('supervised_oneshot', 'greedynas')  # whole networks scored
 # (training, evaluation) and the paper's figures: Table 5 (MBConv, ImageNet,
 # the 23 networks) and Table 6 (NATS-Bench size, CIFAR-10): tau, rho, R.
 ROWS = {
@@ -43,6 +44,7 @@ ROWS = {
     'linear': ('ensemble bootstrapping', 'supervised linear eval.'),
     'bossnas': ('ensemble bootstrapping', 'population centre (BossNAS)'),
     'supervised_oneshot': ('one-shot supervised (SPOS)', 'whole-net classif.'),
+    'greedynas': ('greedy one-shot supervised', 'whole-net classif.'),
 }
 PAPER = {
     'mbconv': {'dna': (0.62, 0.77, 0.83), 'supervised': (0.46, 0.65, 0.71),
@@ -135,11 +137,20 @@ def main(argv=None):
              '--config.search.evaluator=linear']
     else:
       cmd = base + [f'--workdir={out}', f'--config.method={m}']
-      if m == 'supervised_oneshot' and truth_file:
+      if m in ONE_SHOT and truth_file:
         # whole networks are scored one by one: those of the ground truth
-        cmd.append(f'--config.search.archs_file={truth_file}')
+        cmd += [f'--config.search.archs_file={truth_file}',
+                '--config.search.strategy=auto']
         if args.preset in QUICK:  # a whole network per candidate: a CPU's
           cmd.append('--config.search.num_archs=128')  # minutes
+      if m == 'greedynas':
+        # the one-shot row's budget: as many steps of as many paths (a round
+        # of one step keeps train.paths_per_step of twice as many
+        # candidates), no early stop
+        paths = load_config_file(os.path.join(ROOT, config)).train.paths_per_step
+        cmd += [f'--config.greedy.keep={paths}',
+                f'--config.greedy.sample={2 * paths}',
+                '--config.greedy.early_stop_alpha=0']
       if m == 'dna':
         teacher, extra = teacher_for(args, args.workdir)
         if not teacher:
@@ -179,7 +190,8 @@ def report(args, methods, times):
     if truth is not None:
       r = rank.evaluate(rank.read_scores(path), truth)
       row.update({k: r[k] for k in ('kendall', 'spearman', 'pearson', 'n',
-                                    'within_decile_spearman')})
+                                    'within_decile_spearman',
+                                    'top_decile_spearman')})
       row['regret'] = {g['budget_quantile']: g['regret'] for g in r['regret']}
       if r['n'] > base_n:  # the baselines over the most architectures
         baselines, base_n = r['baselines'], r['n']
@@ -193,18 +205,19 @@ def report(args, methods, times):
                      'pipeline runs, not how the methods rank' if smoke else
                      ''))
   head = (f"{'method':<18} {'evaluation':<28} {'n':>5} {'tau':>6} "
-          f"{'rho':>6} {'R':>6} {'rho/dec':>7} {'regret q.25/.5/.75/1':>22} "
+          f"{'rho':>6} {'R':>6} {'rho/dec':>7} {'rho/top':>7} "
+          f"{'regret q.25/.5/.75/1':>22} "
           f"{'wall s':>7}  paper tau/rho/R")
   print(head)
 
   def fmt(r, name, evaluation):
     if 'kendall' not in r:
-      cells = ' ' * 57
+      cells = ' ' * 65
     else:
       reg = '/'.join(f"{r['regret'][q]:.2f}" for q in (0.25, 0.5, 0.75, 1.0))
       cells = (f"{r['n']:>5} {r['kendall']:>6.3f} {r['spearman']:>6.3f} "
                f"{r['pearson']:>6.3f} {r['within_decile_spearman']:>7.3f} "
-               f"{reg:>22}")
+               f"{r['top_decile_spearman']:>7.3f} {reg:>22}")
     wall = f"{r['wall_s']:>7.0f}" if r.get('wall_s') else ' ' * 7
     paper = '/'.join(f'{v:.2f}' for v in r['paper']) if r.get('paper') else ''
     return f'{name:<18} {evaluation:<28} {cells} {wall}  {paper}'

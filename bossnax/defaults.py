@@ -182,9 +182,33 @@ def search_config() -> ml_collections.ConfigDict:
   # the supernet frozen, one linear classifier per block trained over
   # sampled paths, validation cross-entropy; bossnax/engine/linear_probe.py)
   c.search.evaluator = 'objective'
+  # What a whole-architecture search (one-shot methods) minimises: 'loss'
+  # (the objective's validation loss) | 'error' (top-1 error, classifiers)
+  c.search.fitness = 'loss'
   c.search.linear_steps = 100  # steps of the linear classifier per block
   c.search.linear_optimizer = 'sgd'  # with train.momentum, no weight decay
   c.search.linear_lr = 0.1  # constant after no warm-up, cosine to 0
+
+  # method=greedynas (bossnax/methods/greedynas.py, docs/greedynas.md): each
+  # round scores `sample` paths on `val_images` fixed validation images with
+  # the current weights, the `keep` best train (train.paths_per_step per
+  # step) and enter a pool of `pool_size`; a candidate comes from the pool
+  # with probability epsilon, 0 -> epsilon_final over the training.
+  c.greedy = ml_collections.ConfigDict()
+  c.greedy.sample = 10  # m
+  c.greedy.keep = 5  # k
+  c.greedy.pool_size = 1000  # n
+  c.greedy.val_images = 1000  # the fixed subset of the validation split
+  c.greedy.calib_batch = 0  # BN recalibration images; 0 = search.calib_batch
+  c.greedy.score = 'loss'  # 'loss' (the paper's) | 'error' (top-1)
+  c.greedy.epsilon_final = 0.8
+  c.greedy.epsilon_schedule = 'linear'  # | 'cosine'
+  c.greedy.max_flops = 0.0  # MAdds (M) of a fresh candidate; 0 = none
+  # Early stop: when the pool is full and less than `alpha` of it was
+  # replaced since the previous check (every check_every_steps; 0 = an
+  # epoch); alpha 0 = train every step.
+  c.greedy.early_stop_alpha = 0.08
+  c.greedy.check_every_steps = 0
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.mode = 'auto'  # 'auto' | 'on' | 'off'
@@ -375,6 +399,28 @@ def mbconv_base():
   c.search.archs_file = MBCONV_BENCHMARK  # scores.csv: these 23 + the best
   c.search.truth_file = MBCONV_BENCHMARK
   return c
+
+
+# -- GreedyNAS (method=greedynas; configs/greedynas_*.py) ---------------------
+
+def greedynas_recipe(c):
+  """GreedyNAS's supernet training and search settings (the paper's
+  ImageNet recipe): SGD momentum 0.9, lr 0.12 at batch 1024 scaled
+  linearly, weight decay 4e-5, cosine to 0 without warm-up, label smoothing
+  0.1, one path per step; m = 10 candidates,
+  k = 5 kept, a pool of 1,000, epsilon 0 -> 0.8, early stop at alpha 0.08;
+  the search: evolution (population 50, 20 generations) from the pool, the
+  whole network's validation loss as fitness."""
+  t = c.train
+  t.optimizer, t.lr, t.lr_batch, t.lr_scaling = 'sgd', 0.12, 1024, 'linear'
+  t.momentum, t.weight_decay = 0.9, 4e-5
+  t.schedule, t.warmup_epochs = 'cosine', 0.0
+  t.label_smoothing = 0.1
+  t.paths_per_step, t.fair, t.views_per_path = 1, False, False
+  t.accum_steps = 1
+  c.search.strategy = 'evolution'
+  c.search.evaluations = 1000
+  c.search.recalibrate_bn = True
 
 
 # -- DNA (method=dna) -----------------------------------------------------------

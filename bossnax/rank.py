@@ -158,6 +158,15 @@ def within_decile_spearman(x, y, flops):
   return float(np.mean(rhos)) if rhos else float('nan')
 
 
+def top_decile_spearman(x, y):
+  """Spearman rho among the truly best tenth (at least 3): does the
+  ranking order the good region (GreedyNAS's claim), not only the whole
+  space?"""
+  top = np.argsort(-np.asarray(y), kind='stable')[:max(3, len(y) // 10)]
+  rho = stats.spearmanr(np.asarray(x)[top], np.asarray(y)[top])[0]
+  return float(rho) if np.isfinite(rho) else float('nan')
+
+
 def regret(x, y, flops, archs):
   """Best true accuracy within each FLOPs budget minus the accuracy of the
   architecture the scores pick within it."""
@@ -183,6 +192,7 @@ def evaluate(scores, truth):
   params = np.array([scores[a][2] for a in archs])
   result = correlations(s, y)
   result['within_decile_spearman'] = within_decile_spearman(s, y, flops)
+  result['top_decile_spearman'] = top_decile_spearman(s, y)
   result['regret'] = regret(s, y, flops, archs)
   result['missing_from_scores'] = len(truth) - len(archs)
   baselines = {'params': params, 'flops': flops}
@@ -195,6 +205,7 @@ def evaluate(scores, truth):
   for name, b in baselines.items():
     r = correlations(b, y)
     r['within_decile_spearman'] = within_decile_spearman(b, y, flops)
+    r['top_decile_spearman'] = top_decile_spearman(b, y)
     r['regret'] = regret(b, y, flops, archs)
     result['baselines'][name] = r
   return result
@@ -206,11 +217,12 @@ def evaluate_files(scores_path, truth_path, column=None):
 
 def format_report(result):
   lines = [f"{'ranking':<14} {'Kendall':>8} {'Spearman':>9} {'Pearson':>8} "
-           f"{'rho/decile':>10}  (n={result['n']})"]
+           f"{'rho/decile':>10} {'rho/top10%':>10}  (n={result['n']})"]
   rows = [('scores', result)] + list(result['baselines'].items())
   for name, r in rows:
     lines.append(f"{name:<14} {r['kendall']:>8.3f} {r['spearman']:>9.3f} "
-                 f"{r['pearson']:>8.3f} {r['within_decile_spearman']:>10.3f}")
+                 f"{r['pearson']:>8.3f} {r['within_decile_spearman']:>10.3f} "
+                 f"{r['top_decile_spearman']:>10.3f}")
   lines.append('regret (best true acc within the FLOPs budget - acc of the '
                'pick), per budget quantile:')
   for name, r in rows:

@@ -2,6 +2,8 @@
 
     for each stage of the method (BossNAS: block k = 0..K-1):
         train block k with the stage's sampler behind the searcher's prefixes
+        (a `scored` sampler, GreedyNAS's, picks each round's paths by
+        scoring candidates with the current weights; it may stop early)
         let the searcher score block k's paths (the evaluator) and extend
         its pool
     rank the architectures (the searcher's Ranking)
@@ -66,6 +68,9 @@ class Run:
                                self.method.objective, self.mesh)
     # What scores a block: the method's objective, or a linear probe.
     self.scorer = self._scorer()
+    if config.search.fitness not in ('loss', 'error'):
+      raise ValueError(f'search.fitness={config.search.fitness!r}: use '
+                       "'loss' or 'error' (top-1 error of the whole network)")
     self.ckpt = Checkpointer(os.path.join(workdir, 'checkpoints'),
                              max_to_keep=t.keep_checkpoints, format=FORMAT)
     self.writer = MetricWriter(workdir) if write_metrics else None
@@ -81,14 +86,16 @@ class Run:
                        self.source.image_shape)
 
   # -- inputs of the search ---------------------------------------------------
-  def search_images(self):
+  def search_images(self, num_images=None):
     """(validation images, their weights, calibration images, validation
-    labels): this process's share, the validation set padded to whole
+    labels): this process's share, the first `num_images` (default
+    search.num_images; 0 = all) of the validation set padded to whole
     batches."""
     s = self.config.search
+    num = s.num_images if num_images is None else num_images
     split = validation_split(self.source)
     n_val = self.source.num_examples(split)
-    n = min(n_val, s.num_images) if s.num_images else n_val
+    n = min(n_val, num) if num else n_val
     idx, weights = padded_indices(n, s.batch_size)
     val, labels = self.source.get(split, process_share(idx, s.batch_size))
     calib, _ = self.source.get('train', process_share(
@@ -147,16 +154,37 @@ class Run:
       sl = slice(None) if stage.whole else self.space.block_slice(k)
       step_fn = self.trainer.step_fn(k)
       start = meta['block_step'] if meta['block'] == i else 0
+      # GreedyNAS: the sampler scores its candidates with the weights of
+      # the previous step, so the paths are picked in the step, not in
+      # the prefetched loader.
+      scored = getattr(sampler, 'scored', False)
+      greedy_score = None
+      if scored:
+        greedy_score = self._candidate_scorer(k)
+        sampler.schedule(S, self.batches.steps_per_epoch,
+                         self.config.greedy.check_every_steps)
+
+      def step(s_, state, batch, k=k, sampler=sampler, scored=scored,
+               greedy_score=greedy_score, step_fn=step_fn):
+        images, archs, labels = batch
+        if not scored:
+          return step_fn(state, images, key, archs, labels)
+        archs = sampler.paths(s_, lambda flat: greedy_score(state, flat))
+        state, metrics = step_fn(state, images, key, archs, labels)
+        return state, {**metrics, **sampler.metrics(s_)}
 
       def load(step, prefixes=prefixes, k=k, sampler=sampler, sl=sl,
-               table=table):
+               table=table, scored=scored):
         got = self.batches.get_batch(step)
         micro = lambda x: parallel.global_batch(
             self.mesh, x.reshape(t.accum_steps, -1, *x.shape[1:]),
             batch_axis=1)
         # Prefix pool of size n: each step trains after one of its members.
-        archs = np.tile(prefixes[step % len(prefixes)], (t.paths_per_step, 1))
-        archs[:, sl] = sampler.sample(k, step, table)
+        archs = None  # a scored sampler picks them inside the step
+        if not scored:
+          archs = np.tile(prefixes[step % len(prefixes)],
+                          (t.paths_per_step, 1))
+          archs[:, sl] = sampler.sample(k, step, table)
         # Labels reach the step only for objectives that read them: the
         # self-supervised ones cannot depend on them.
         labels = (micro(np.asarray(got['label'], np.int32))
@@ -168,9 +196,7 @@ class Run:
         checkpoint(state, meta)
 
       state = train_steps(
-          lambda step, state, batch: step_fn(state, batch[0], key, batch[1],
-                                             batch[2]),
-          state, load, start, S, writer=self.writer,
+          step, state, load, start, S, writer=self.writer,
           desc=('whole supernet' if stage.whole else
                 f'block {k + 1}/{self.space.num_blocks}'),
           log_every=t.log_every_steps,
@@ -181,8 +207,22 @@ class Run:
               f'in the block-{k} train step',
               f'lower --config.train.batch_size={t.batch_size} (raise '
               'train.accum_steps to keep the batch) or set '
-              '--config.train.path_chunk'))
+              '--config.train.path_chunk'),
+          should_stop=getattr(sampler, 'after_step', None))
       if start < S:
+        stopped = getattr(sampler, 'stopped', None)
+        if stopped:
+          meta['early_stop'] = {**stopped, 'of_steps': S}
+          log.info('early stop after %d of %d steps (%.0f%%): %.1f%% of the '
+                   'candidate pool replaced since the last check, below '
+                   'alpha = %.1f%%', stopped['step'], S,
+                   100 * stopped['step'] / S, 100 * stopped['change_rate'],
+                   100 * stopped['alpha'])
+          if self.writer is not None:
+            self.writer.write(k * S + stopped['step'],
+                              {'early_stop_step': stopped['step'],
+                               'pool_change_rate': stopped['change_rate']},
+                              block=k)
         # the block's training is kept whatever happens while scoring it
         meta.update(block=i, block_step=S, sampler=sampler.state_dict())
         checkpoint(state, meta, force=True)
@@ -215,6 +255,8 @@ class Run:
                                           val_w, val_y)
           log.info('scored %d architectures in %.1fs', len(archs),
                    time.time() - tic)
+          if s.fitness == 'error':  # top-1 error: lower is better, as a loss
+            out = 1.0 - self._top1(self.scorer, 'search.fitness=error')
           self._report_accuracy('architectures', out, extra)
           return out
         found, tables = self.searcher.search_block(meta, k, score,
@@ -231,6 +273,38 @@ class Run:
       checkpoint(state, meta, force=True)
     self.ckpt.wait()
     return state, meta
+
+  def _candidate_scorer(self, block):
+    """(state, flat archs [m, L]) -> per-path loss (or top-1 error, with
+    greedy.score='error') on greedy.val_images fixed validation images,
+    BN recalibrated on greedy.calib_batch training images: GreedyNAS's
+    rejection, one vectorised pass through the evaluator."""
+    g, s = self.config.greedy, self.config.search
+    val, val_w, calib, val_y = self.search_images(g.val_images)
+    calib = calib[:g.calib_batch or None]
+    if g.score not in ('loss', 'error'):
+      raise ValueError(f"greedy.score={g.score!r}: use 'loss' (the paper's) "
+                       "or 'error' (top-1, as mmrazor's reimplementation)")
+
+    def score(state, flat):
+      with out_of_memory_names(
+          'while scoring the greedy candidates',
+          f'lower --config.greedy.sample={g.sample}, '
+          f'--config.greedy.val_images={g.val_images} or '
+          f'--config.search.batch_size={s.batch_size}'):
+        losses = self.evaluator.score_archs(state, block, flat, val, calib,
+                                            val_w, val_y)
+      return (losses if g.score == 'loss' else
+              1.0 - self._top1(self.evaluator, 'greedy.score=error'))
+    return score
+
+  @staticmethod
+  def _top1(scorer, what):
+    acc = getattr(scorer, 'last_metrics', {}).get('correct')
+    if acc is None:
+      raise ValueError(f'{what} needs a classification objective (its score '
+                       'counts correct predictions): use the loss')
+    return np.asarray(acc, np.float64)
 
   def _report_accuracy(self, what, losses, extra):
     """Log (and keep for metrics.jsonl) the validation accuracy of the

@@ -45,6 +45,8 @@ PRESETS = {  # every config file and its presets
     'hytra_imagenet.py': ('',),
     'mbconv_cifar.py': ('', 'quick', 'tiny'),
     'mbconv_imagenet.py': ('', 'dna'),
+    'greedynas_cifar.py': ('', 'quick', 'tiny'),
+    'greedynas_imagenet.py': ('',),
     'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra', 'nats',
                          'nats_quick', 'mbconv_quick_teacher',
                          'mbconv_tiny_teacher', 'hytra_tiny_teacher'),
@@ -63,12 +65,13 @@ def test_every_config_file_loads(name, preset):
   tiny_nats = name == 'retrain_hytra.py' and preset in ('tiny', 'nats',
                                                         'nats_quick')
   assert c.space.name == ('nats' if name.startswith('nats') or tiny_nats
-                          else 'mbconv' if name.startswith('mbconv') or
-                          preset.startswith('mbconv') else 'hytra')
+                          else 'mbconv' if name.startswith(('mbconv', 'greedynas'))
+                          or preset.startswith('mbconv') else 'hytra')
   if name.startswith('retrain'):
     assert 'method' not in c
   else:  # one schema for every search run (the space's fields aside)
-    assert c.method == ('dna' if preset == 'dna' else 'bossnas')
+    assert c.method == ('dna' if preset == 'dna' else 'greedynas' if
+                        name.startswith('greedynas') else 'bossnas')
     search_keys = lambda c: {k for k in flat_keys(c)
                              if not k.startswith('space.')}
     assert search_keys(c) == search_keys(defaults.search_config())

@@ -92,3 +92,61 @@ def test_a_restored_sampler_draws_what_the_uninterrupted_one_draws():
   assert any(t in whole.pool.losses for t in late)
   with pytest.raises(ValueError, match='0 < keep <= sample'):
     greedy.GreedySampler(space, sample=4, keep=5)
+
+
+def test_rounds_score_once_and_train_the_kept_paths_in_order():
+  """keep 4 at 2 paths per step: a round is 2 steps, scored once at its
+  first step; its steps train the 4 lowest-loss candidates, 2 by 2; a
+  sampler restored mid-round trains the rest of that round unscored."""
+  space = make_space(defaults.search_config().space)
+  make = lambda: greedy.GreedySampler(space, sample=8, keep=4, pool_size=6,
+                                      total_steps=10, seed=1,
+                                      paths_per_step=2)
+  calls = []
+
+  def score(flat):  # made-up losses: the sum of the channels
+    calls.append(len(flat))
+    return flat.sum(1).astype(np.float64)
+
+  s = make()
+  first = s.paths(0, score)
+  texts = s.candidates(0)
+  flat = np.stack([space.flatten(space.from_string(t)) for t in texts])
+  kept = flat[np.argsort(flat.sum(1), kind='stable')[:4]]
+  np.testing.assert_array_equal(first, kept[:2])
+  mid = json.loads(json.dumps(s.state_dict()))
+  np.testing.assert_array_equal(s.paths(1, score), kept[2:])
+  assert calls == [8]  # one scoring per round
+  resumed = make()
+  resumed.load_state_dict(mid)
+  np.testing.assert_array_equal(resumed.paths(1, score), kept[2:])
+  assert calls == [8]
+  s.paths(2, score)
+  assert calls == [8, 8] and s.round['start'] == 2
+  assert set(s.metrics(2)) >= {'epsilon', 'pool_size', 'kept_loss'}
+
+
+def test_max_flops_filters_fresh_candidates_and_early_stop_records_why():
+  space = make_space(defaults.search_config().space)
+  limit = 40.0  # MAdds (M): about the cheapest tenth of NATS networks
+  s = greedy.GreedySampler(space, sample=6, keep=2, pool_size=2, seed=0,
+                           max_flops=limit, alpha=0.5, check_every=2)
+  flat = np.stack([space.flatten(space.from_string(t))
+                   for t in s.candidates(0)])
+  assert (space.costs(flat)[:, 0] <= limit * 1e6).all()
+  score = lambda f: np.zeros(len(f))
+  s.paths(0, score)  # the pool fills with 2
+  assert not s.after_step(1)  # not a check step
+  assert not s.after_step(2)  # the first check: nothing to compare with
+  s.pool.update(list(s.pool.losses), [0.0, 0.0])  # unchanged members
+  assert s.after_step(4) and s.stopped == {'step': 4, 'change_rate': 0.0,
+                                           'alpha': 0.5}
+  with pytest.raises(ValueError, match='no path of 1,000'):
+    greedy.GreedySampler(space, sample=2, keep=1, max_flops=1e-6).candidates(0)
+
+
+def test_supernet_fitness_pads_to_few_batch_sizes():
+  from bossnax.searchers.whole import padded_size
+  assert [padded_size(n, 1) for n in (1, 2, 3, 5, 8, 9, 20, 50)] == [
+      1, 2, 4, 8, 8, 16, 24, 56]
+  assert [padded_size(n, 16) for n in (1, 16, 17)] == [16, 16, 32]

@@ -18,14 +18,19 @@ def test_every_method_builds_a_block_by_block_plan(tmp_path):
   c = tiny_config()
   space = make_space(c.space)
   c.distill.teacher = str(write_teacher(c, '8:8:8:8:8', tmp_path / 't'))
+  c.greedy.keep = 4  # greedynas: rounds of 2 steps of paths_per_step 2
   for name in METHODS:
     c.method = name
     m = build_method(c, space)
     assert m.name == name
-    if name == 'supervised_oneshot':  # one stage of whole paths
+    if name in ('supervised_oneshot', 'greedynas'):  # one stage, whole paths
       assert [(s.block, s.whole) for s in m.stages] == [(0, True)]
       continue
     assert [s.block for s in m.stages] == [0, 1, 2]
+  c.method, c.greedy.keep = 'greedynas', 5
+  with pytest.raises(ValueError, match='set keep to a multiple of '
+                     'paths_per_step'):
+    build_method(c, space)
   c.method = 'darts'
   with pytest.raises(ValueError, match="method 'darts': use one of bossnas"):
     build_method(c, space)

@@ -48,6 +48,13 @@ def test_regret_and_deciles_by_hand():
                       for i, g in enumerate(np.arange(30.0).reshape(10, 3))])
   assert rank.within_decile_spearman(x, y, np.arange(30.0)) == pytest.approx(0)
   assert rank.within_decile_spearman(x, x, np.arange(30.0)) == pytest.approx(1)
+  # the truly best tenth of 40 (4 of them): ordered backwards there, rightly
+  # everywhere else -> -1 among the top, whatever the global rho says
+  y = np.arange(40.0)
+  x = np.concatenate([np.arange(36.0), [39.0, 38.0, 37.0, 36.0]])
+  assert rank.top_decile_spearman(x, y) == pytest.approx(-1)
+  assert rank.correlations(x, y)['spearman'] > 0.99
+  assert rank.top_decile_spearman(y, y) == pytest.approx(1)
 
 
 @pytest.mark.skipif(not TRUTH.exists(), reason='needs ../shared')
@@ -69,7 +76,7 @@ def test_log_channel_scores_equal_the_baseline(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, check=True)
   obj = json.loads(out.stdout)
   assert {'kendall', 'spearman', 'pearson', 'n', 'baselines',
-          'within_decile_spearman', 'regret'} <= set(obj)
+          'within_decile_spearman', 'top_decile_spearman', 'regret'} <= set(obj)
   assert obj['n'] == 2048 and set(obj['baselines']) == {
       'params', 'flops', 'log_channels'}
   assert (tmp_path / 'fig.png').stat().st_size > 1000

@@ -16,7 +16,7 @@ from bossnax.metrics import Progress
 def train_steps(step, state, load, start, total, *, writer, desc,
                 log_every, checkpoint_every=0, save=None, global_step=None,
                 tags=None, after_step=None, guard=None, count=None,
-                until=None):
+                until=None, should_stop=None):
   """Run steps start..total-1; returns the state.
 
   step(s, state, batch) -> (state, metrics); load(s) -> batch; count(batch)
@@ -24,7 +24,9 @@ def train_steps(step, state, load, start, total, *, writer, desc,
   `checkpoint_every` steps before the last; after_step(s + 1, state) after
   each step (evaluation); global_step(s + 1) numbers the metric rows;
   guard() a context manager around each step (error rewording); `until`
-  stops before that step as if the job were killed there (tests).
+  stops before that step as if the job were killed there (tests);
+  should_stop(s + 1) -> True ends the loop after step s (early stopping:
+  the caller checkpoints and records why).
   """
   global_step = global_step or (lambda s: s)
   progress = Progress(total, desc, start_step=start)
@@ -43,6 +45,12 @@ def train_steps(step, state, load, start, total, *, writer, desc,
       progress.update(s + 1, loss=float(metrics['loss']))
     if after_step is not None:
       after_step(s + 1, state)
+    if should_stop is not None and should_stop(s + 1):
+      if writer is not None and (s + 1) % log_every and s + 1 != total:
+        writer.write(global_step(s + 1), jax.device_get(metrics),
+                     **(tags or {}))  # the last step's figures, logged
+      progress.update(s + 1, loss=float(jax.device_get(metrics)['loss']))
+      break
     if checkpoint_every and (s + 1) % checkpoint_every == 0 and s + 1 < total:
       save(s + 1, state)
   return state

@@ -13,6 +13,7 @@ from bossnax.methods.base import Method, Stage
 METHODS = {
     'bossnas': 'bossnax.methods.bossnas',
     'dna': 'bossnax.methods.dna',
+    'greedynas': 'bossnax.methods.greedynas',
     'single_path': 'bossnax.methods.single_path',
     'supervised': 'bossnax.methods.supervised',
     'supervised_oneshot': 'bossnax.methods.supervised_oneshot',

@@ -204,8 +204,12 @@ class MBConvNetwork(nn.Module):
       del scope
       s, j, cin, cout, stride = layers[i]
       ops = lay.stages[s].ops
-      choices = tuple(range(len(ops))) if self.fixed is None else (
-          int(self.fixed[i]),)
+      # the identity skips only a layer that keeps the shape (the space has
+      # no such choice elsewhere, spaces/mbconv.py)
+      skippable = stride == 1 and cin == cout
+      choices = tuple(j for j, op in enumerate(ops)
+                      if op != L.IDENTITY or skippable) if (
+                          self.fixed is None) else (int(self.fixed[i]),)
       return Layer(self.layout, cin, cout, stride, choices, ops,
                    name=f'layer{i}')(h, arch[i], layer_mode(s))
 

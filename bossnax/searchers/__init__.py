@@ -4,7 +4,8 @@
                             prefixes; an enumerable space is then ranked
                             exhaustively from the block tables
   whole.WholeArchs          one-shot methods: every candidate scored as a
-                            whole network
+                            whole network (GreedyArchs: GreedyNAS's, its
+                            search seeded from the candidate pool)
   evolution                 whole-architecture search of large spaces:
                             evolution (SPOS), NSGA-II, random in a band
                             (docs/search.md; python -m bossnax.search_arch)
@@ -18,6 +19,6 @@
 
 from bossnax.searchers.blockwise import BlockwiseBeam
 from bossnax.searchers.ranking import Ranking
-from bossnax.searchers.whole import WholeArchs
+from bossnax.searchers.whole import GreedyArchs, WholeArchs
 
-__all__ = ['BlockwiseBeam', 'Ranking', 'WholeArchs']
+__all__ = ['BlockwiseBeam', 'GreedyArchs', 'Ranking', 'WholeArchs']

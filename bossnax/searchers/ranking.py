@@ -36,6 +36,9 @@ class Ranking:
   note: str = ''
   pareto: list | None = None  # an exact front (blockwise_budget); else
   # the front of the rows is computed
+  extra: dict = dataclasses.field(default_factory=dict)  # more summary keys
+  files: dict = dataclasses.field(default_factory=dict)  # name -> JSON obj,
+  # written beside ranking.json (GreedyNAS's pool.json)
 
   def front(self):
     """The rows no other beats on both score and MAdds, cheapest first."""
@@ -88,6 +91,7 @@ class Ranking:
     if self.rows:
       out['pareto'] = [dict(zip(('arch', 'score', 'flops', 'params'), r))
                        for r in self.front()]
+    out.update(self.extra)
     return out
 
   def write(self, workdir, search_cfg):
@@ -105,4 +109,7 @@ class Ranking:
           f.write(f'{arch},{score:.6f},{flops},{params}\n')
     with open(os.path.join(workdir, 'ranking.json'), 'w') as f:
       json.dump(summary, f, indent=1)
+    for name, obj in self.files.items():
+      with open(os.path.join(workdir, name), 'w') as f:
+        json.dump(obj, f, indent=1)
     return summary

@@ -37,17 +37,27 @@ def load_archs(space, path):
   return [space.parse(r['arch']) for r in rows]
 
 
+def padded_size(n: int, chunk: int) -> int:
+  """The batch size n paths are padded to: a multiple of `chunk`; with
+  chunk 1 (paths one after another) the next power of two up to 8, then a
+  multiple of 8. A few compiled programs serve every batch size, at most 7
+  paths wasted."""
+  if chunk > 1:
+    return -(-n // chunk) * chunk
+  return 1 << max(n - 1, 0).bit_length() if n <= 8 else -(-n // 8) * 8
+
+
 def supernet_fitness(space, score_archs, chunk):
   """texts -> -score_archs(flat archs), higher = better, in batches padded
-  to a multiple of `chunk` (copies of the first row, dropped after) so a
-  few compiled programs serve every batch size."""
+  to `padded_size` (copies of the first row, dropped after)."""
   chunk = max(int(chunk), 1)
 
   def fitness(texts):
     flat = np.stack([space.flatten(space.from_string(t))
                      for t in texts]).astype(np.int32)
     n = len(flat)
-    flat = np.concatenate([flat, np.repeat(flat[:1], -n % chunk, 0)])
+    flat = np.concatenate([flat, np.repeat(flat[:1], padded_size(n, chunk) - n,
+                                           0)])
     return -np.asarray(score_archs(flat), np.float64)[:n]
   return fitness
 
@@ -98,7 +108,7 @@ class WholeArchs:
     returns the new state and [(archs, losses)]."""
     del block, score_fn
     if self.plan.whole:
-      return self._search(score_archs)
+      return self._search(score_archs, state)
     archs = self.candidates()
     flat = np.stack([self.space.flatten(a) for a in archs]).astype(np.int32)
     losses = np.asarray(score_archs(flat), np.float64)
@@ -109,12 +119,18 @@ class WholeArchs:
              'losses': [float(v) for v in losses]}
     return state, [(flat, losses)]
 
-  def _search(self, score_archs):
+  def initial(self, state):
+    """The whole-architecture search's first architectures: those of
+    search.archs_file."""
+    del state
+    return self.candidates() if self.archs_file else ()
+
+  def _search(self, score_archs, state=None):
     """search.strategy's whole-architecture search with the supernet as
     fitness; the state holds every architecture it evaluated."""
     space = self.space
     memo = Memo(supernet_fitness(space, score_archs, self.chunk))
-    initial = self.candidates() if self.archs_file else ()
+    initial = self.initial(state)
     search_whole(self.plan, space, memo, initial)
     archs = list(memo.cache)
     if not archs:
@@ -149,4 +165,31 @@ class WholeArchs:
     if self.plan.whole:
       ranking.note = (f'{self.plan.strategy}: {len(archs)} architectures '
                       'evaluated by the supernet, not every one')
+    return ranking
+
+
+class GreedyArchs(WholeArchs):
+  """GreedyNAS's searcher: WholeArchs whose whole-architecture search
+  starts from the candidate pool's best (lowest loss first; those above the
+  budget are left out), then search.archs_file's; ranking.json says how
+  long the supernet trained and why it stopped, pool.json holds the pool."""
+
+  def initial(self, state):
+    pool = (state or {}).get('sampler', {}).get('pool', {}).get('losses', [])
+    best = [t for t, _ in sorted(pool, key=lambda tl: tl[1])]
+    return best + list(super().initial(state))
+
+  def ranking(self, state) -> Ranking:
+    ranking = super().ranking(state)
+    sampler = state.get('sampler', {})
+    pool = sorted(sampler.get('pool', {}).get('losses', []),
+                  key=lambda tl: tl[1])
+    ranking.extra['greedy'] = {
+        'early_stop': state.get('early_stop'),
+        'pool_size': len(pool),
+        'pool_best': [{'arch': t, 'loss': l} for t, l in pool[:10]]}
+    ranking.files['pool.json'] = {
+        'note': 'GreedyNAS candidate pool at the end of supernet training: '
+                'paths with their latest rejection loss, lowest first',
+        'pool': [{'arch': t, 'loss': l} for t, l in pool]}
     return ranking

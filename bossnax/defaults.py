@@ -51,12 +51,17 @@ def search_config() -> ml_collections.ConfigDict:
   with the NATS-Bench CIFAR-10 paper defaults."""
   c = ml_collections.ConfigDict()
   # The training method (bossnax/methods/, docs/methods.md): bossnas |
-  # single_path | supervised | dna
+  # single_path | supervised | dna | supervised_oneshot | greedynas |
+  # autoformer
   c.method = 'bossnas'
   c.seed = 0
   c.dtype = 'float32'  # 'bfloat16': bf16 compute, f32 params and optimiser
   c.num_devices = 0  # 0 = all devices
   c.compilation_cache_dir = ''  # persistent XLA cache; '' = off
+  # After the search: export the best architecture with its inherited
+  # weights to WORKDIR/best (spec.json, weights/) and evaluate that
+  # standalone network on the test split, no retraining (best/eval.json).
+  c.export_best = False
 
   c.space = ml_collections.ConfigDict()
   c.space.name = 'nats'
@@ -92,6 +97,7 @@ def search_config() -> ml_collections.ConfigDict:
   c.augment.std = CIFAR10_STD
   c.augment.blur_prob = (1.0, 0.1)
   c.augment.solarize_prob = (0.0, 0.2)
+  c.augment.erase_prob = 0.25  # op 'erase' (random erasing), last in ops
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global batch of one micro-step
@@ -131,6 +137,16 @@ def search_config() -> ml_collections.ConfigDict:
   c.train.views_per_path = False  # True: each path gets its own view pair
   c.train.ema_base = 0.99
   c.train.label_smoothing = 0.0  # method=supervised: its cross-entropy's
+  # Batch mixing of the supervised objectives' training view (the DeiT
+  # recipe's mixup 0.8 / cutmix 1.0; 0 = off), soft targets.
+  c.train.mixup_alpha = 0.0
+  c.train.cutmix_alpha = 0.0
+  c.train.mix_switch_prob = 0.5  # cutmix instead of mixup when both are on
+  c.train.mix_prob = 1.0  # probability a batch is mixed at all
+  # cosine schedule: the warm-up starts at warmup_lr, the decay ends at
+  # min_lr (DeiT's 1e-6 and 1e-5; 0 and 0 otherwise)
+  c.train.warmup_lr = 0.0
+  c.train.min_lr = 0.0
   c.train.log_every_steps = 20
   c.train.checkpoint_every_steps = 200
   c.train.keep_checkpoints = 3
@@ -170,6 +186,8 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.evolution.mutations = 25
   c.search.evolution.crossovers = 25
   c.search.evolution.mutation_prob = 0.1  # per gene (SPOS)
+  # structure genes (the vit space's depth and embedding width): AutoFormer
+  c.search.evolution.structure_prob = 0.4
   # Spaces too large to enumerate: score the architectures of this file
   # (e.g. the MBConv 23-architecture benchmark) and the best found.
   c.search.archs_file = ''
@@ -448,3 +466,71 @@ def dna_official(c):
   t.paths_per_step, t.fair = 1, False
   c.search.top_n = 3
   c.search.recalibrate_bn = True
+
+
+# -- AutoFormer (method=autoformer; configs/autoformer_*.py) -------------------
+
+def vit_base(layout='T'):
+  """Every key of the search schema, with AutoFormer's ViT space (layout
+  T, S or B: the official supernets; bossnax/spaces/vit.py) at 224 px."""
+  c = search_config()
+  space = {'name': 'vit', 'layout': layout, 'embed_dims': (), 'depths': (),
+           'mlp_ratios': (), 'heads': (),
+           # admissible beyond the searched values (describe, score, export)
+           'extra_mlp_ratios': (), 'extra_heads': (),
+           # the supernet's maximal sizes; 0 = the layout's
+           'super_embed_dim': 0, 'super_mlp_ratio': 0.0, 'super_heads': 0,
+           'head_dim': 64, 'image_size': 224, 'patch_size': 16,
+           'num_classes': 1000,
+           # the official supernets add 2-D relative positions (max
+           # distance 14) to the absolute embedding, pool the patch tokens
+           # (--gp) and drop paths up to 0.1
+           'rel_pos': True, 'max_rel_pos': 14, 'abs_pos': True,
+           'pool': 'mean', 'drop_path': 0.1, 'qkv_bias': True}
+  c.space = type(c.space)(space)
+  return c
+
+
+# AutoFormer's evolution (microsoft/Cream AutoFormer/evolution.py defaults):
+# (per-layer gene probability m_prob, structure gene probability s_prob).
+# The issue of this project quotes the paper with the two swapped.
+AUTOFORMER_MUTATION = {'code': (0.2, 0.4), 'paper': (0.4, 0.2)}
+
+
+def autoformer_recipe(c, mutation='code'):
+  """AutoFormer's supernet training (the DeiT recipe of the official
+  supernet command: AdamW lr 5e-4 per 512 images, weight decay 0.05,
+  20 warm-up epochs from 1e-6, cosine to 1e-5, 500 epochs at batch 1024;
+  label smoothing 0.1, mixup 0.8 / cutmix 1.0, drop path 0.1, random
+  resized crops, flips and random erasing 0.25; one subnet per step) and
+  its evolution (population 50, 20 generations, 10 parents, 25 mutations
+  and 25 crossovers a generation; fitness top-1 with inherited weights)."""
+  c.method = 'autoformer'
+  t = c.train
+  t.optimizer, t.adam_eps, t.weight_decay = 'adamw', 1e-8, 0.05
+  t.lr, t.lr_batch, t.lr_scaling = 5e-4, 512, 'linear'
+  t.schedule, t.warmup_epochs = 'cosine', 20.0
+  t.warmup_lr, t.min_lr = 1e-6, 1e-5
+  t.label_smoothing = 0.1
+  t.mixup_alpha, t.cutmix_alpha = 0.8, 1.0
+  t.mix_switch_prob, t.mix_prob = 0.5, 1.0
+  t.paths_per_step, t.fair, t.views_per_path = 1, False, False
+  t.accum_steps = 1
+  t.batch_size = 1024
+  t.epochs_per_block = 500
+  c.augment.ops = 'rrc,flip,erase'
+  c.augment.erase_prob = 0.25
+  s = c.search
+  s.strategy = 'evolution'
+  s.fitness = 'error'  # top-1 error with inherited weights
+  s.recalibrate_bn = False  # LayerNorm only
+  e = s.evolution
+  e.population, e.generations, e.parents = 50, 20, 10
+  e.mutations, e.crossovers = 25, 25
+  if mutation not in AUTOFORMER_MUTATION:
+    raise ValueError(f'mutation convention {mutation!r}: use one of '
+                     f'{", ".join(AUTOFORMER_MUTATION)}')
+  e.mutation_prob, e.structure_prob = AUTOFORMER_MUTATION[mutation]
+  s.evaluations = e.population * (e.generations + 1)
+  s.archs_file = s.truth_file = ''
+  c.export_best = True

@@ -4,6 +4,7 @@
   python -m bossnax.describe --space=hytra --arch=BossNet-T0 --resolution=224
   python -m bossnax.describe --space=mbconv --arch=11\|1111\|1101\|1011\|1101
   python -m bossnax.describe --space=mbconv --arch=efficientnet_b0
+  python -m bossnax.describe --space=vit --arch=AutoFormer-S   # T, S, B
   python -m bossnax.describe --space=mbconv --bench=../shared/benchmarks/mbconv_23_archs_imagenet.json
 
 Spaces may add fields (e.g. a picture written with --picture=FILE.png).
@@ -29,7 +30,8 @@ def main(argv=None):
   parser.add_argument('--arch', default='',
                       help='a named architecture or the space\'s string form')
   parser.add_argument('--layout', default='',
-                      help='mbconv: the layout (bossnas, dna, spos)')
+                      help='mbconv: the layout (bossnas, dna, spos); vit: '
+                      'T, S or B')
   parser.add_argument('--bench', default='',
                       help='mbconv: a JSON of architectures (the 23-architecture '
                       'benchmark): one line per architecture')
@@ -53,13 +55,12 @@ def main(argv=None):
       for arch in space.benchmark(args.bench)[0]:
         print(json.dumps(space.describe(arch, **kw)))
       return 0
-    arch = space.parse(args.arch)
     if hasattr(space, 'describe_named'):  # names can carry a variant (T1)
-      out = space.describe_named(args.arch, **kw)
+      out = space.describe_named(args.arch, **kw)  # or another layout's
     else:
-      out = space.describe(arch, **kw)
+      out = space.describe(space.parse(args.arch), **kw)
     if args.picture:
-      space.draw(arch, args.picture)
+      space.draw(space.parse(args.arch), args.picture)
       out['picture'] = args.picture
   except (ValueError, NotImplementedError) as e:
     return fail(e)

@@ -1,13 +1,15 @@
 """Hand a searched architecture over: a JSON spec, and its trained weights.
 
   python -m bossnax.export --config=CONFIG --workdir=DIR --out=OUT \
-      [--arch=NAME_OR_STRING] [--weights=online|target|none]
+      [--arch=NAME_OR_STRING] [--weights=online|target|none] [--evaluate]
 
 writes OUT/spec.json (space, architecture, cost) and OUT/weights/ (Orbax):
 the variables of the standalone network of that path, cut out of the
 supernet of DIR's newest checkpoint. Without --arch it takes the best path
 the run found (the first of its final pool). Without --workdir
 (`--weights=none`) it writes the spec alone, for any architecture.
+--evaluate: the standalone network with those weights on the test split,
+no retraining (OUT/eval.json: top-1, top-5, loss).
 
   space, arch, spec = load_spec('OUT/spec.json')
   net, arch_vec = space.standalone(arch)
@@ -69,7 +71,8 @@ def standalone_variables(space, objective, state, arch, which='online'):
   (`which`: the objective's online or target weights)."""
   variables = objective.variables(state, which)
   return space.slice_variables(
-      {name: tree['backbone'] for name, tree in variables.items()}, arch)
+      {name: tree['backbone'] for name, tree in variables.items()
+       if 'backbone' in tree}, arch)  # (no batch_stats: LayerNorm nets)
 
 
 def save_weights(path, variables):
@@ -158,6 +161,61 @@ def export(config, workdir, out, arch_text='', which='online'):
   return spec
 
 
+def evaluate(config, out, split='test'):
+  """Top-1 / top-5 / cross-entropy of the exported standalone network of
+  OUT (spec + weights) on `split` of the run's data, clean images, no
+  training: what a subnet that inherits its weights is worth
+  (OUT/eval.json)."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  import optax
+  from bossnax import parallel
+  from bossnax.data import augment
+  from bossnax.data.fixed import padded_indices, process_share
+  from bossnax.data.sources import make_source
+  space, arch, spec = load_spec(os.path.join(out, 'spec.json'))
+  net, vec = space.standalone(arch)
+  size = int(spec.get('image_size', config.data.image_size))
+  variables = load_weights(os.path.join(out, 'weights'), net, vec, size)
+  source = make_source(config.data, seed=config.seed)
+  mesh = parallel.make_mesh(config.num_devices)
+  batch = config.search.batch_size
+  a = config.augment
+
+  @jax.jit
+  def counts(variables, x, y, w):
+    logits = net.apply(variables, augment.eval_view(x, tuple(a.mean),
+                                                    tuple(a.std)),
+                       jnp.asarray(vec), mode='eval', output='logits')
+    top5 = jax.lax.top_k(logits, min(5, logits.shape[-1]))[1]
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, y)
+    return jnp.stack([((top5[:, 0] == y) * w).sum(),
+                      ((top5 == y[:, None]).any(-1) * w).sum(),
+                      (ce * w).sum(), w.sum()])
+  # this process's share of every global batch, padded with weight 0
+  idx, weights = padded_indices(source.num_examples(split), batch)
+  x, y = source.get(split, process_share(idx, batch))
+  w = process_share(weights, batch)
+  local = batch // jax.process_count()
+  total = np.zeros(4)
+  for start in range(0, len(w), local):
+    part = lambda v: parallel.global_batch(mesh, np.asarray(
+        v[start:start + local]))
+    total += np.asarray(counts(variables, part(x),
+                               part(np.asarray(y, np.int32)), part(w)))
+  result = {'arch': spec['arch'], 'split': split, 'images': int(total[3]),
+            'top1': total[0] / total[3], 'top5': total[1] / total[3],
+            'loss': total[2] / total[3], 'flops': spec['flops'],
+            'params': spec['params'],
+            'note': 'the exported subnet with its inherited weights, no '
+                    'retraining'}
+  if parallel.is_main_process():
+    with open(os.path.join(out, 'eval.json'), 'w') as f:
+      json.dump(result, f, indent=1)
+  return result
+
+
 def _export(config, flags):
   if flags['weights'] != 'none' and not flags['workdir']:
     raise ConfigError('pass --workdir=DIR (a finished run) or '
@@ -165,12 +223,16 @@ def _export(config, flags):
   spec = export(config, flags['workdir'], flags['out'], flags['arch'],
                 flags['weights'])
   print(json.dumps(spec))
+  if str(flags['evaluate']).lower() in ('true', '1'):
+    if flags['weights'] == 'none':
+      raise ConfigError('--evaluate needs the weights: drop --weights=none')
+    print(json.dumps(evaluate(config, flags['out'])))
   return 0
 
 
 def main(argv=None):
   return run_main(_export, argv, {'workdir': '', 'out': None, 'arch': '',
-                                  'weights': 'online'})
+                                  'weights': 'online', 'evaluate': False})
 
 
 if __name__ == '__main__':

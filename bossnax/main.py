@@ -67,8 +67,25 @@ def _search(config, flags):
   if parallel.is_main_process():
     print_ranking(ranking)
     print_correlations(config, workdir)
-    print(f'\nresults in {workdir}: scores.csv, ranking.json, metrics.jsonl')
+  if config.get('export_best', False):
+    export_best(config, workdir)
+  if parallel.is_main_process():
+    print(f'\nresults in {workdir}: scores.csv, ranking.json, metrics.jsonl'
+          + (', best/' if config.get('export_best', False) else ''))
   return 0
+
+
+def export_best(config, workdir):
+  """WORKDIR/best: the best architecture's spec and inherited weights,
+  and its test accuracy without retraining (eval.json)."""
+  from bossnax import export, parallel
+  out = os.path.join(workdir, 'best')
+  export.export(config, workdir, out)
+  result = export.evaluate(config, out)
+  if parallel.is_main_process():
+    print(f"exported {result['arch']} to {out}: test top-1 "
+          f"{result['top1']:.4f} on {result['images']} images with its "
+          'inherited weights (no retraining)')
 
 
 def main(argv=None):

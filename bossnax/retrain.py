@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
+from bossnax.data.augment import mix_batch
 from bossnax.nn import grouping
 
 log = logging.getLogger('bossnax')
@@ -49,55 +50,6 @@ def lr_schedule(tcfg, steps_per_epoch: int):
   warmup = min(int(tcfg.warmup_epochs * steps_per_epoch), total - 1)
   return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, total,
                                             end_value=tcfg.min_lr)
-
-
-def cutmix_box(key, lam, height: int, width: int):
-  """A box of area about (1 - lam) of the image, centred uniformly and
-  clipped at the borders: (y0, y1, x0, x1), half-open."""
-  ky, kx = jax.random.split(key)
-  cut = jnp.sqrt(1.0 - lam)
-  ch = jnp.floor(height * cut).astype(jnp.int32)
-  cw = jnp.floor(width * cut).astype(jnp.int32)
-  cy = jax.random.randint(ky, (), 0, height)
-  cx = jax.random.randint(kx, (), 0, width)
-  return (jnp.clip(cy - ch // 2, 0, height), jnp.clip(cy + ch // 2, 0, height),
-          jnp.clip(cx - cw // 2, 0, width), jnp.clip(cx + cw // 2, 0, width))
-
-
-def mix_batch(key, images, targets, mixup_alpha=0.8, cutmix_alpha=1.0,
-              switch_prob=0.5, mix_prob=1.0):
-  """Mixup or cutmix of the batch with its reverse (one lambda per batch).
-
-  images [B, H, W, C] float, targets [B, K] soft labels. With probability
-  `mix_prob` the batch is mixed: cutmix with probability `switch_prob` when
-  both are on. Mixup: x = lam x + (1 - lam) x_rev. Cutmix pastes a box of
-  x_rev and sets lam = 1 - box area / image area (the exact share). Targets
-  get lam t + (1 - lam) t_rev. Returns (images, targets, lam).
-  """
-  if (mixup_alpha <= 0 and cutmix_alpha <= 0) or mix_prob <= 0:
-    return images, targets, jnp.ones((), jnp.float32)
-  k_do, k_switch, k_mix, k_cut, k_box = jax.random.split(key, 5)
-  rev_x, rev_t = images[::-1], targets[::-1]
-  h, w = images.shape[1:3]
-  lam, mixed = jnp.ones((), jnp.float32), images
-  if mixup_alpha > 0:
-    lam = jax.random.beta(k_mix, mixup_alpha, mixup_alpha)
-    mixed = lam * images + (1 - lam) * rev_x
-  if cutmix_alpha > 0:
-    y0, y1, x0, x1 = cutmix_box(
-        k_box, jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha), h, w)
-    rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
-    box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
-    cut_x = jnp.where(box[None, :, :, None], rev_x, images)
-    cut_lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
-    use_cut = (jax.random.bernoulli(k_switch, switch_prob)
-               if mixup_alpha > 0 else True)
-    mixed = jnp.where(use_cut, cut_x, mixed)
-    lam = jnp.where(use_cut, cut_lam, lam)
-  do = jax.random.bernoulli(k_do, mix_prob)
-  lam = jnp.where(do, lam, 1.0).astype(jnp.float32)
-  images = jnp.where(do, mixed, images)
-  return images, lam * targets + (1 - lam) * rev_t, lam
 
 
 def topk_correct(logits, labels, ks=(1, 5)):
@@ -154,13 +106,16 @@ class RetrainSpec:
             if t.grad_clip > 0 else adamw)
 
 
-def _logits(spec, params, stats, x, mode):
+def _logits(spec, params, stats, x, mode, key=None):
+  """`key`: the 'dropout' stream of networks with stochastic depth (the
+  ViT space's drop path), in training."""
   if spec.dtype == 'bfloat16':  # bf16 compute; f32 master params and stats
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     x = x.astype(jnp.bfloat16)
   out = spec.net.apply({'params': params, 'batch_stats': stats}, x,
                        jnp.asarray(spec.arch, jnp.int32), mode=mode,
                        output='logits',
+                       rngs=None if key is None else {'dropout': key},
                        mutable=['batch_stats'] if mode == 'train' else False)
   logits, upd = out if mode == 'train' else (out, {})
   return logits.astype(jnp.float32), upd.get('batch_stats', stats)
@@ -180,7 +135,8 @@ def train_step(spec, state, images, labels, key):
                             t.cutmix_alpha, t.mix_switch_prob, t.mix_prob)
 
   def loss_fn(params):
-    logits, stats = _logits(spec, params, state['batch_stats'], x, 'train')
+    logits, stats = _logits(spec, params, state['batch_stats'], x, 'train',
+                            jax.random.fold_in(k_mix, 1))
     # _logits returns float32: the softmax is f32 under bf16 compute
     return optax.softmax_cross_entropy(logits, targets).mean(), stats
 
@@ -294,6 +250,7 @@ class Retrain:
                               output='logits')
     variables = prune_unused(lambda v: self.net.apply(
         v, x, self.arch_vec, mode='train', output='logits',
+        rngs={'dropout': jax.random.key(0)},  # drop path, where there is
         mutable=['batch_stats'])[0], variables)
     params, stats = variables['params'], variables.get('batch_stats', {})
     state = {'params': params, 'batch_stats': stats,
@@ -328,8 +285,10 @@ class Retrain:
       from bossnax import parallel
       rep = parallel.replicated(self.mesh)
       for name in ('params', 'batch_stats'):
+        if name not in loaded and not jax.tree.leaves(state[name]):
+          continue  # a network without batch statistics (the ViT)
         # the pruned state keeps a subtree of the exported variables
-        new = take_like(loaded[name], state[name])
+        new = take_like(loaded.get(name, {}), state[name])
         state[name] = jax.device_put(new, rep)
         if 'ema_' + name in state:
           state['ema_' + name] = jax.device_put(

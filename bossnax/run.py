@@ -148,9 +148,10 @@ class Run:
       k, sampler = stage.block, stage.sampler
       sampler.load_state_dict(meta.get('sampler', {}))
       prefixes = self.searcher.prefixes(meta)
-      table = self.space.block_paths(
+      # one-shot stages sample whole architectures (spaces too large to
+      # list have no table)
+      table = None if stage.whole else self.space.block_paths(
           k, self.space.unflatten(prefixes[0])[:k])
-      # one-shot stages sample whole architectures
       sl = slice(None) if stage.whole else self.space.block_slice(k)
       step_fn = self.trainer.step_fn(k)
       start = meta['block_step'] if meta['block'] == i else 0

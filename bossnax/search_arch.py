@@ -13,7 +13,8 @@ budget.
 a workdir's scores.csv works); architectures missing from it are
 unavailable. --workdir: a finished `python -m bossnax.main` run is the
 fitness: a block-wise method's block tables (-sum_k lambda_k * loss_k), a
-one-shot method's supernet (the validation loss of each whole network).
+one-shot method's supernet (the validation loss of each whole network, or
+its top-1 error where the run's search.fitness=error).
 Every lookup is one evaluation. Strategies: evolution (SPOS), nsga2 (score
 against MAdds), random (random search inside the cost band, DATA's), and
 for block-wise runs blockwise_budget (the exact best under the budget and
@@ -99,10 +100,14 @@ def from_workdir(workdir, strategy):
     from bossnax.searchers.strategies import Memo
     from bossnax.searchers.whole import supernet_fitness
     val, val_w, calib, val_y = run.search_images()
+
+    def losses(flat):  # the run's search.fitness: loss or top-1 error
+      out = run.scorer.score_archs(state, 0, flat, val, calib, val_w, val_y)
+      if config.search.fitness == 'error':
+        out = 1.0 - run._top1(run.scorer, 'search.fitness=error')
+      return out
     return config, run.space, Memo(supernet_fitness(
-        run.space, lambda flat: run.scorer.score_archs(
-            state, 0, flat, val, calib, val_w, val_y),
-        config.search.path_chunk)), None
+        run.space, losses, config.search.path_chunk)), None
   finally:
     run.close()
 

@@ -5,7 +5,6 @@ on small additive spaces, the exact Pareto front equals the enumerated one,
 NATS says its cost is not additive, and a finished run is ranked by the
 configured strategy."""
 
-import ml_collections
 import numpy as np
 import pytest
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from bossnax.run import Run, write_results
-from conftest import ROOT, run_search, tiny_config
+from conftest import ROOT, tiny_config
 
 pytestmark = pytest.mark.slow
 GOLDEN = ROOT / 'tests' / 'golden'

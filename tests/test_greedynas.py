@@ -70,25 +70,48 @@ def test_the_identity_choice_removes_its_layer():
   assert np.abs(np.asarray(other) - np.asarray(full)).max() > 1e-4
 
 
-def greedy_config():
-  from bossnax.config import load_config_file
+# GreedyNAS on the tiny NATS space (a few seconds to compile, where the
+# SPOS layout of configs/greedynas_cifar.py:tiny takes a minute; the identity
+# test above covers that layout): one path per step, rounds of 2 steps, 48
+# images at batch 16 for 5 epochs (15 steps), 4 candidates, a pool of 4
+# checked every 2 steps, an evolution of 12 evaluations.
+GREEDY_ARGS = [
+    '--config.method=greedynas', '--config.train.paths_per_step=1',
+    '--config.train.epochs_per_block=5',
+    '--config.train.checkpoint_every_steps=3',  # some checkpoints mid-round
+    '--config.train.label_smoothing=0.1', '--config.greedy.sample=4',
+    '--config.greedy.keep=2', '--config.greedy.pool_size=4',
+    '--config.greedy.val_images=16', '--config.greedy.check_every_steps=2',
+    '--config.search.num_images=16', '--config.search.strategy=evolution',
+    '--config.search.evaluations=12',
+    '--config.search.evolution.population=4',  # batches of 4, as the rejection's
+    '--config.search.evolution.generations=1',
+    '--config.search.evolution.parents=4',
+    '--config.search.evolution.mutations=4',
+    '--config.search.evolution.crossovers=4',
+    '--config.search.evolution.mutation_prob=0.5']  # 32 archs: new children
+
+
+def greedy_argv():
   from conftest import DEVICES
-  c = load_config_file(str(ROOT / 'configs' / 'greedynas_cifar.py') + ':tiny')
-  c.num_devices = DEVICES
-  return c
+  return [f'--config={ROOT / "configs" / "nats_cifar10.py"}:tiny',
+          f'--config.num_devices={DEVICES}', *GREEDY_ARGS]
+
+
+def greedy_config():
+  from bossnax.config import parse_args
+  return parse_args(greedy_argv(), {})[0]
 
 
 @pytest.fixture(scope='module')
 def greedy_run(tmp_path_factory):
-  """configs/greedynas_cifar.py:tiny run end to end through main: (config,
-  workdir, final state, meta)."""
+  """A tiny greedy NATS run end to end through main: (config, workdir,
+  final state, meta)."""
   from bossnax import main
   from bossnax.run import Run
   c = greedy_config()
   workdir = tmp_path_factory.mktemp('greedy') / 'run'
-  argv = ['--config=' + str(ROOT / 'configs' / 'greedynas_cifar.py') + ':tiny',
-          f'--workdir={workdir}', f'--config.num_devices={c.num_devices}']
-  assert main.main(argv) == 0
+  assert main.main(greedy_argv() + [f'--workdir={workdir}']) == 0
   run = Run(c, str(workdir), write_metrics=False)
   _, state, meta = run.restore()
   run.close()

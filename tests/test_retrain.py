@@ -16,8 +16,8 @@ import pytest
 
 from bossnax import parallel, retrain
 from bossnax.config import load_config_file
-from bossnax.retrain import (Retrain, cutmix_box, lr_schedule, mix_batch,
-                             prune_unused, topk_correct)
+from bossnax.data.augment import cutmix_box, mix_batch
+from bossnax.retrain import Retrain, lr_schedule, prune_unused, topk_correct
 from conftest import ROOT
 
 CONFIG = str(ROOT / 'configs' / 'retrain_hytra.py')

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from bossnax import parallel, width_groups
-from bossnax.spaces import make_space
 from bossnax.spaces.nats import NATSSpace
 from bossnax.engine import supernet
 from conftest import sample_archs, tiny_config, trainer

@@ -13,7 +13,13 @@ Ops (a comma-separated `augment.ops`):
              with probability 0.8, in a fixed order;
   gray       grayscale with probability 0.2;
   blur       Gaussian blur, probability per view from `blur_prob`;
-  solarize   solarisation, probability per view from `solarize_prob`.
+  solarize   solarisation, probability per view from `solarize_prob`;
+  erase      random erasing (timm's RandomErasing, mode 'pixel', one box)
+             with probability `erase_prob`, on the normalised image; must
+             come last.
+
+`mix_batch` (mixup / cutmix with soft targets) is applied by the train
+steps that read labels (bossnax.retrain, the supervised objectives).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-OPS = ('crop_flip', 'rrc', 'flip', 'color', 'gray', 'blur', 'solarize')
+OPS = ('crop_flip', 'rrc', 'flip', 'color', 'gray', 'blur', 'solarize',
+       'erase')
 
 
 def _per_example(fn):
@@ -115,6 +122,80 @@ def _solarize(key, x, prob):
   return jnp.where(jax.random.bernoulli(key, prob), y, x)
 
 
+def _erase(key, x, prob, attempts=10):
+  """timm's RandomErasing (mode 'pixel', count 1): with probability
+  `prob`, a box of 2%-1/3 of the area, aspect ratio log-uniform in
+  0.3-3.3 (the first of `attempts` draws that fits), filled with standard
+  normal noise per pixel and channel."""
+  h, w, _ = x.shape
+  k_do, k_area, k_ratio, k_y, k_x, k_fill = jax.random.split(key, 6)
+  area = h * w * jax.random.uniform(k_area, (attempts,), minval=0.02,
+                                    maxval=1 / 3)
+  ratio = jnp.exp(jax.random.uniform(k_ratio, (attempts,),
+                                     minval=jnp.log(0.3), maxval=jnp.log(1 / 0.3)))
+  eh = jnp.round(jnp.sqrt(area * ratio)).astype(jnp.int32)
+  ew = jnp.round(jnp.sqrt(area / ratio)).astype(jnp.int32)
+  fits = (eh < h) & (ew < w)
+  first = jnp.argmax(fits)
+  eh, ew = eh[first], ew[first]
+  y0 = jax.random.randint(k_y, (), 0, jnp.maximum(h - eh, 1))
+  x0 = jax.random.randint(k_x, (), 0, jnp.maximum(w - ew, 1))
+  rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+  box = (rows >= y0) & (rows < y0 + eh) & (cols >= x0) & (cols < x0 + ew)
+  do = jax.random.bernoulli(k_do, prob) & fits.any()
+  noise = jax.random.normal(k_fill, x.shape, x.dtype)
+  return jnp.where(do & box[:, :, None], noise, x)
+
+
+def cutmix_box(key, lam, height: int, width: int):
+  """A box of area about (1 - lam) of the image, centred uniformly and
+  clipped at the borders: (y0, y1, x0, x1), half-open."""
+  ky, kx = jax.random.split(key)
+  cut = jnp.sqrt(1.0 - lam)
+  ch = jnp.floor(height * cut).astype(jnp.int32)
+  cw = jnp.floor(width * cut).astype(jnp.int32)
+  cy = jax.random.randint(ky, (), 0, height)
+  cx = jax.random.randint(kx, (), 0, width)
+  return (jnp.clip(cy - ch // 2, 0, height), jnp.clip(cy + ch // 2, 0, height),
+          jnp.clip(cx - cw // 2, 0, width), jnp.clip(cx + cw // 2, 0, width))
+
+
+def mix_batch(key, images, targets, mixup_alpha=0.8, cutmix_alpha=1.0,
+              switch_prob=0.5, mix_prob=1.0):
+  """Mixup or cutmix of the batch with its reverse (one lambda per batch).
+
+  images [B, H, W, C] float, targets [B, K] soft labels. With probability
+  `mix_prob` the batch is mixed: cutmix with probability `switch_prob` when
+  both are on. Mixup: x = lam x + (1 - lam) x_rev. Cutmix pastes a box of
+  x_rev and sets lam = 1 - box area / image area (the exact share). Targets
+  get lam t + (1 - lam) t_rev. Returns (images, targets, lam).
+  """
+  if (mixup_alpha <= 0 and cutmix_alpha <= 0) or mix_prob <= 0:
+    return images, targets, jnp.ones((), jnp.float32)
+  k_do, k_switch, k_mix, k_cut, k_box = jax.random.split(key, 5)
+  rev_x, rev_t = images[::-1], targets[::-1]
+  h, w = images.shape[1:3]
+  lam, mixed = jnp.ones((), jnp.float32), images
+  if mixup_alpha > 0:
+    lam = jax.random.beta(k_mix, mixup_alpha, mixup_alpha)
+    mixed = lam * images + (1 - lam) * rev_x
+  if cutmix_alpha > 0:
+    y0, y1, x0, x1 = cutmix_box(
+        k_box, jax.random.beta(k_cut, cutmix_alpha, cutmix_alpha), h, w)
+    rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
+    box = (rows >= y0) & (rows < y1) & (cols >= x0) & (cols < x1)
+    cut_x = jnp.where(box[None, :, :, None], rev_x, images)
+    cut_lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    use_cut = (jax.random.bernoulli(k_switch, switch_prob)
+               if mixup_alpha > 0 else True)
+    mixed = jnp.where(use_cut, cut_x, mixed)
+    lam = jnp.where(use_cut, cut_lam, lam)
+  do = jax.random.bernoulli(k_do, mix_prob)
+  lam = jnp.where(do, lam, 1.0).astype(jnp.float32)
+  images = jnp.where(do, mixed, images)
+  return images, lam * targets + (1 - lam) * rev_t, lam
+
+
 def normalize(x, mean, std):
   return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
 
@@ -131,6 +212,12 @@ def _view_fn(cfg):
   if bad:
     raise ValueError(f'unknown augmentation {bad[0]!r} in augment.ops: use '
                      f'a comma-separated list of {", ".join(OPS)}')
+  if 'erase' in ops and ops[-1] != 'erase':
+    raise ValueError("augment.ops: 'erase' works on the normalised image: "
+                     'put it last')
+  erase = ops[-1] == 'erase'
+  ops = ops[:-1] if erase else ops
+  erase_p = float(cfg.get('erase_prob', 0.25))
   blur_p = tuple(cfg.get('blur_prob', (1.0, 0.1)))
   sol_p = tuple(cfg.get('solarize_prob', (0.0, 0.2)))
 
@@ -158,7 +245,10 @@ def _view_fn(cfg):
         x = _per_example(_solarize)(k, x, sol_p[v])
     if crop_in_uint8_range:
       x = x / 255.0
-    return normalize(x, cfg.mean, cfg.std)
+    x = normalize(x, cfg.mean, cfg.std)
+    if erase:
+      x = _per_example(_erase)(jax.random.fold_in(key, len(ops)), x, erase_p)
+    return x
 
   return one_view
 

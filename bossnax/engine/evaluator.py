@@ -215,7 +215,8 @@ class Evaluator:
     return ScoreSpec(self.space, self.model, self.objective, block,
                      tuple((l, tuple(int(r) for r in rows))
                            for l, rows in groups),
-                     s.path_chunk, bool(s.recalibrate_bn))
+                     s.path_chunk,
+                     bool(s.recalibrate_bn) and self.space.batch_norm)
 
   # -- fixed inputs -----------------------------------------------------------
   def view_pairs(self, images: np.ndarray, batch_size: int, weights=None,
@@ -307,8 +308,9 @@ class Evaluator:
     image (no shared prefix), full width, recalibrated on its own."""
     s = self.config.search
     table, archs = self.block_archs(block, prefix)
-    stats_fn, apply_fn = _loop_fns(self.model, self.objective, block,
-                                   bool(s.recalibrate_bn))
+    stats_fn, apply_fn = _loop_fns(
+        self.model, self.objective, block,
+        bool(s.recalibrate_bn) and self.space.batch_norm)
     calib = self.calib_input(calib_images)
     sides = self.objective.score_sides(state)
     per_path = [[stats_fn(p, st, a, calib) for p, st in sides] for a in archs]

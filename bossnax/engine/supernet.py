@@ -47,13 +47,20 @@ def _names(path) -> tuple[str, ...]:
                for k in path)
 
 
+# Parameters without weight decay or LARS adaptation, by name: biases and
+# norm parameters ('scale'/'bias' in every layer of bossnax, whatever their
+# rank: per-width BN rows are 2-D), and the ViT's token and position
+# embeddings (the official AutoFormer's no_weight_decay list).
+NO_DECAY = ('bias', 'scale', 'cls_token', 'pos_embed', 'rel_k_rows',
+            'rel_k_cols', 'rel_v_rows', 'rel_v_cols')
+
+
 def decay_mask(params):
   """True where weight decay and LARS adaptation apply: every weight but
-  biases and norm parameters. Norm parameters are named 'scale'/'bias' by
-  every layer of bossnax, whatever their rank (per-width BN rows are 2-D), so
-  the rule is by name, not by ndim; tests check every norm is excluded."""
+  those named in NO_DECAY (by name, not by ndim; tests check every norm is
+  excluded)."""
   return jax.tree_util.tree_map_with_path(
-      lambda p, _: _names(p)[-1] not in ('bias', 'scale'), params)
+      lambda p, _: _names(p)[-1] not in NO_DECAY, params)
 
 
 def block_mask(params, block: int):
@@ -159,6 +166,8 @@ class OptimizerSpec:
   decay_rate: float = 0.9  # exponential: per epoch
   steps_per_epoch: int = 1
   adam_eps: float = 1e-8
+  warmup_lr: float = 0.0  # cosine: the warm-up starts here
+  min_lr: float = 0.0  # cosine: and decays to this
 
   @classmethod
   def from_config(cls, tcfg, steps_per_epoch: int, block: int | None = None):
@@ -180,7 +189,9 @@ class OptimizerSpec:
                schedule_kind=kind,
                decay_rate=float(tcfg.get('lr_decay_rate', 0.9)),
                steps_per_epoch=max(1, int(steps_per_epoch)),
-               adam_eps=float(tcfg.get('adam_eps', 1e-8)))
+               adam_eps=float(tcfg.get('adam_eps', 1e-8)),
+               warmup_lr=float(tcfg.get('warmup_lr', 0.0)),
+               min_lr=float(tcfg.get('min_lr', 0.0)))
 
   def lr_sum(self) -> float:
     """Sum of the learning rates over a block's steps."""
@@ -197,7 +208,8 @@ class OptimizerSpec:
           [optax.linear_schedule(0.0, self.peak_lr, self.warmup_steps),
            decay], [self.warmup_steps])
     return optax.warmup_cosine_decay_schedule(
-        0.0, self.peak_lr, self.warmup_steps, self.total_steps, 0.0)
+        self.warmup_lr, self.peak_lr, self.warmup_steps, self.total_steps,
+        self.min_lr)
 
   def make(self, owned, per_row=None) -> optax.GradientTransformation:
     """The optimiser updating only `owned`; `per_row` marks the tensors
@@ -264,10 +276,14 @@ class TrainSpec:
                cache_prefix=bool(t.cache_prefix), dtype=config.dtype)
 
 
-def forward_paths(spec: TrainSpec, params, stats, archs, views, per_path):
+def forward_paths(spec: TrainSpec, params, stats, archs, views, per_path,
+                  key=None):
   """Every view through every path: (outputs per view, each stacked over
-  the K paths, and the merged batch statistics)."""
+  the K paths, and the merged batch statistics). `key`: the paths'
+  'dropout' stream (stochastic depth of the ViT space; a key per path)."""
   model, space, block = spec.model, spec.space, spec.block
+  keys = jax.random.split(jax.random.key(0) if key is None else key,
+                          archs.shape[0])
   if spec.dtype == 'bfloat16':  # bf16 compute; f32 master params and stats
     params = jax.tree.map(lambda p: p.astype(jnp.bfloat16), params)
     views = tuple(v.astype(jnp.bfloat16) for v in views)
@@ -289,7 +305,8 @@ def forward_paths(spec: TrainSpec, params, stats, archs, views, per_path):
     out, upd = _run_group(narrow, wg.narrow_tree(space, params, limits),
                           wg.narrow_tree(space, stats, limits), archs[sl],
                           tuple(v[sl] for v in views) if per_path else views,
-                          block, start, per_path, space.path_batching)
+                          block, start, per_path, space.path_batching,
+                          keys[sl])
     if limits is not None:
       upd = jax.vmap(lambda n, limits=limits: wg.widen_tree(
           space, stats, n, limits))(upd)
@@ -302,24 +319,26 @@ def forward_paths(spec: TrainSpec, params, stats, archs, views, per_path):
 
 
 def _run_group(model, params, stats, archs, views, block, start, per_path,
-               batching):
-  def one(arch, *xs):
+               batching, keys):
+  def one(arch, key, *xs):
     st, outs = stats, []
-    for x in xs:  # views one after another: each updates the statistics
-      out, upd = model.apply({'params': params, 'batch_stats': st}, x, arch,
-                             block=block, mode='train', start=start,
-                             mutable=['batch_stats'])
-      st = upd['batch_stats']
+    for i, x in enumerate(xs):  # views one after another: each updates the
+      out, upd = model.apply(   # statistics
+          {'params': params, 'batch_stats': st}, x, arch, block=block,
+          mode='train', start=start, mutable=['batch_stats'],
+          rngs={'dropout': jax.random.fold_in(key, i)})
+      st = upd.get('batch_stats', {})
       outs.append(out)
     return tuple(outs), st
 
   vaxis = 0 if per_path else None
   if batching == 'vmap':
-    return jax.vmap(one, in_axes=(0,) + (vaxis,) * len(views))(archs, *views)
+    return jax.vmap(one, in_axes=(0, 0) + (vaxis,) * len(views))(
+        archs, keys, *views)
   # one path after another (paths that switch branches)
   if per_path:
-    return jax.lax.map(lambda a: one(*a), (archs, *views))
-  return jax.lax.map(lambda a: one(a, *views), archs)
+    return jax.lax.map(lambda a: one(*a), (archs, keys, *views))
+  return jax.lax.map(lambda a: one(*a, *views), (archs, keys))
 
 
 def train_step(spec: TrainSpec, state: State, images, key, archs,
@@ -334,10 +353,14 @@ def train_step(spec: TrainSpec, state: State, images, key, archs,
   per_path = spec.views_per_path
   view_fn = augment.make_view_fn(spec.augment)
   params = state['params']
-  forward = functools.partial(forward_paths, spec, per_path=per_path)
+  # Streams of their own, so the views stay those of earlier runs: the
+  # objective's mixing (mixup / cutmix) and stochastic depth.
+  k_mix, k_drop = jax.random.split(jax.random.fold_in(k_aug, 2**31 - 1))
+  forward = lambda key: functools.partial(forward_paths, spec,
+                                          per_path=per_path, key=key)
   grad_fn = jax.value_and_grad(
-      lambda p, st, tg, sl, a, vs, y: objective.loss(
-          forward, p, st, tg, sl, a, vs, labels=y), has_aux=True)
+      lambda p, st, tg, sl, a, vs, y, kd: objective.loss(
+          forward(kd), p, st, tg, sl, a, vs, labels=y), has_aux=True)
   chunk = spec.path_chunk if 0 < spec.path_chunk < num else num
   if num % chunk:
     raise ValueError(f'train.path_chunk={chunk} must divide '
@@ -353,8 +376,11 @@ def train_step(spec: TrainSpec, state: State, images, key, archs,
     grads, stats, extra = carry
     imgs, i, y = xs
     views = views_of(jax.random.fold_in(k_aug, i), imgs)
-    targets, extra = objective.targets(forward, extra, archs, views,
-                                       labels=y)
+    if y is not None:  # labels become soft targets where the batch is mixed
+      views, y = objective.mix(jax.random.fold_in(k_mix, i), views, y)
+    kd = jax.random.fold_in(k_drop, i)
+    targets, extra = objective.targets(forward(jax.random.fold_in(kd, num)),
+                                       extra, archs, views, labels=y)
     slots = jnp.arange(num)
 
     # Online paths in chunks of `path_chunk`: a chunk runs side by side,
@@ -363,7 +389,8 @@ def train_step(spec: TrainSpec, state: State, images, key, archs,
     def one_chunk(carry, xs):
       grads, stats = carry
       a, sl, vs = xs if per_path else (*xs, views)
-      (_, (loss, stats)), g = grad_fn(params, stats, targets, sl, a, vs, y)
+      (_, (loss, stats)), g = grad_fn(params, stats, targets, sl, a, vs, y,
+                                      jax.random.fold_in(kd, sl[0]))
       return (jax.tree.map(jnp.add, grads, g), stats), loss
 
     if chunk == num:  # no loop: XLA:CPU runs convs inside loops slowly
@@ -432,7 +459,7 @@ def init_state(model, objective, space, optimizer: OptimizerSpec,
   x = jnp.zeros((2, *image_shape), jnp.float32)
   variables = grouping.init(model, key, x, arch, block=0, mode='train')
   params, stats = objective.init_variables(variables['params'],
-                                           variables['batch_stats'])
+                                           variables.get('batch_stats', {}))
   owned = block_mask(params, 0)
   return {
       'params': params,

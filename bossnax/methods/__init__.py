@@ -11,6 +11,7 @@ import importlib
 from bossnax.methods.base import Method, Stage
 
 METHODS = {
+    'autoformer': 'bossnax.methods.autoformer',
     'bossnas': 'bossnax.methods.bossnas',
     'dna': 'bossnax.methods.dna',
     'greedynas': 'bossnax.methods.greedynas',

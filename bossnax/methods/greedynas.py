@@ -16,26 +16,17 @@ architectures with the supernet as fitness, starting from the pool's best.
       --config.search.archs_file=../shared/benchmarks/nats_sss_cifar10_sample2048.csv
 """
 
-from bossnax.methods.base import Method, Stage
-from bossnax.objectives.supervised import OneShotSupervised
+from bossnax.methods.supervised_oneshot import oneshot_plan
 from bossnax.samplers.greedy import GreedySampler
 from bossnax.searchers import GreedyArchs
-from bossnax.searchers.strategies import Plan
 
 
 def build(config, space):
   g, t = config.greedy, config.train
-  objective = OneShotSupervised(
-      num_classes=space.num_classes,
-      label_smoothing=float(t.get('label_smoothing', 0.0)))
   sampler = GreedySampler(
       space, sample=g.sample, keep=g.keep, pool_size=g.pool_size,
       epsilon_final=g.epsilon_final, epsilon_kind=g.epsilon_schedule,
       seed=config.seed, paths_per_step=t.paths_per_step,
       max_flops=g.max_flops, alpha=g.early_stop_alpha,
       check_every=g.check_every_steps)
-  return Method('greedynas', objective, (Stage(0, sampler, whole=True),),
-                GreedyArchs(space, config.search.get('archs_file', ''),
-                            config.search.get('num_archs', 0),
-                            plan=Plan.from_config(config.search),
-                            chunk=config.search.path_chunk))
+  return oneshot_plan('greedynas', config, space, GreedyArchs, sampler)

@@ -11,7 +11,5 @@ from bossnax.objectives.supervised import BlockSupervised
 
 
 def build(config, space):
-  objective = BlockSupervised(
-      num_classes=space.num_classes,
-      label_smoothing=float(config.train.get('label_smoothing', 0.0)))
+  objective = BlockSupervised.from_config(config, space)
   return blockwise_plan('supervised', objective, config, space)

@@ -16,14 +16,21 @@ from bossnax.searchers import WholeArchs
 from bossnax.searchers.strategies import Plan
 
 
+def oneshot_plan(name, config, space, searcher_cls=WholeArchs,
+                 sampler=None) -> Method:
+  """One stage over the whole supernet (uniform whole paths unless
+  `sampler`), the supervised one-shot objective with the run's label
+  smoothing and batch mixing, whole networks scored and searched."""
+  objective = OneShotSupervised.from_config(config, space)
+  sampler = sampler or WholeSampler(space, config.train.paths_per_step,
+                                    config.seed)
+  return Method(name, objective, (Stage(0, sampler, whole=True),),
+                searcher_cls(space, config.search.get('archs_file', ''),
+                             config.search.get('num_archs', 0),
+                             plan=Plan.from_config(config.search),
+                             chunk=config.search.path_chunk,
+                             fitness=config.search.fitness))
+
+
 def build(config, space):
-  objective = OneShotSupervised(
-      num_classes=space.num_classes,
-      label_smoothing=float(config.train.get('label_smoothing', 0.0)))
-  sampler = WholeSampler(space, config.train.paths_per_step, config.seed)
-  return Method('supervised_oneshot', objective,
-                (Stage(0, sampler, whole=True),),
-                WholeArchs(space, config.search.get('archs_file', ''),
-                           config.search.get('num_archs', 0),
-                           plan=Plan.from_config(config.search),
-                           chunk=config.search.path_chunk))
+  return oneshot_plan('supervised_oneshot', config, space)

@@ -56,6 +56,14 @@ class Objective:
     return {}
 
   # -- one train step ------------------------------------------------------------
+  def mix(self, key, views, labels):
+    """(views, labels) of a micro-batch before the step uses them: batch
+    mixing (mixup / cutmix) may blend images and turn labels [B] into soft
+    targets [B, classes]. Called only for objectives that read labels;
+    unchanged here."""
+    del key
+    return views, labels
+
   def targets(self, forward, extra, archs, views, labels=None):
     """(regression targets, new extra state) of one micro-batch, computed
     without gradient; None when the loss needs none. `labels` [B] is None

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from bossnax.data.augment import mix_batch
 from bossnax.nn.grouping import embed_heads
 from bossnax.objectives.base import Objective
 
@@ -48,11 +49,18 @@ class BlockClassifiers(nn.Module):
                        start=start)
 
 
+def soft_targets(labels, num_classes: int, smoothing: float = 0.0):
+  """One-hot targets of int labels, smoothed by `smoothing` (optax)."""
+  target = jax.nn.one_hot(labels, num_classes)
+  return optax.smooth_labels(target, smoothing) if smoothing else target
+
+
 def cross_entropy(logits, labels, num_classes: int, smoothing: float = 0.0):
-  """Per-example cross-entropy, labels smoothed by `smoothing` (optax)."""
-  target = optax.smooth_labels(jax.nn.one_hot(labels, num_classes),
-                               smoothing) if smoothing else jax.nn.one_hot(
-                                   labels, num_classes)
+  """Per-example cross-entropy against int labels (smoothed by
+  `smoothing`) or, when `labels` has the class axis, soft targets as they
+  are (a mixed batch's: smoothed before mixing)."""
+  target = (labels if labels.ndim == logits.ndim else
+            soft_targets(labels, num_classes, smoothing))
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), target)
 
 
@@ -64,11 +72,40 @@ class BlockSupervised(Objective):
   num_classes: int = 10
   label_smoothing: float = 0.0
   frozen_backbone: bool = False
+  # Batch mixing of the training view (train.mixup_alpha etc., the DeiT
+  # recipe's; 0 = off): bossnax.data.augment.mix_batch.
+  mixup_alpha: float = 0.0
+  cutmix_alpha: float = 0.0
+  mix_switch_prob: float = 0.5
+  mix_prob: float = 1.0
 
   def __post_init__(self):
     if not 0.0 <= self.label_smoothing < 1.0:
       raise ValueError(f'train.label_smoothing={self.label_smoothing}: use a '
                        'value in [0, 1)')
+
+  @classmethod
+  def from_config(cls, config, space, **kw):
+    """The objective with the run's train.* label smoothing and mixing."""
+    t = config.train
+    return cls(num_classes=space.num_classes,
+               label_smoothing=float(t.get('label_smoothing', 0.0)),
+               mixup_alpha=float(t.get('mixup_alpha', 0.0)),
+               cutmix_alpha=float(t.get('cutmix_alpha', 0.0)),
+               mix_switch_prob=float(t.get('mix_switch_prob', 0.5)),
+               mix_prob=float(t.get('mix_prob', 1.0)), **kw)
+
+  def mix(self, key, views, labels):
+    if (self.mixup_alpha <= 0 and self.cutmix_alpha <= 0) or (
+        self.mix_prob <= 0):
+      return views, labels
+    # the training view is views[0] (the loss reads one view)
+    x, targets, _ = mix_batch(
+        key, views[0], soft_targets(labels, self.num_classes,
+                                    self.label_smoothing),
+        self.mixup_alpha, self.cutmix_alpha, self.mix_switch_prob,
+        self.mix_prob)
+    return (x, *views[1:]), targets
 
   def model(self, backbone, num_blocks):
     return BlockClassifiers(backbone, num_blocks, self.num_classes)

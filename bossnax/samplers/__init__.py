@@ -80,9 +80,10 @@ def make_sampler(config, space) -> PathSampler:
 
 
 class WholeSampler:
-  """Uniform whole architectures (SPOS): each of the K paths walks the
-  blocks, taking a uniform row of each block's table of valid paths after
-  its own prefix. A pure function of (seed, step) through numpy's
+  """Whole architectures from the space's `sample` (SPOS: each of the K
+  paths walks the blocks, taking a uniform row of each block's table of
+  valid paths after its own prefix; AutoFormer's ViT: a uniform depth,
+  then each layer). A pure function of (seed, step) through numpy's
   generator, so a resumed run draws the same paths."""
 
   name = 'whole_uniform'
@@ -95,14 +96,8 @@ class WholeSampler:
     del block, table
     space = self.space
     rng = np.random.default_rng([self.seed, int(step), 0x5905])
-    out = np.zeros((self.num, space.num_layers), np.int32)
-    for j in range(self.num):
-      paths = []
-      for k in range(space.num_blocks):
-        t = space.block_paths(k, tuple(paths))
-        paths.append(np.asarray(t[rng.integers(len(t))], np.int32))
-      out[j] = space.flatten(tuple(paths))
-    return out
+    return np.stack([space.flatten(space.sample(rng))
+                     for _ in range(self.num)]).astype(np.int32)
 
   def state_dict(self):
     return {'name': self.name}

@@ -82,15 +82,17 @@ class EvolutionSettings:
   """SPOS's evolution (Guo et al. 2020; AutoFormer uses the same loop):
   a population of 50, 20 generations, the top 10 so far as parents, 25
   children by mutation and 25 by uniform crossover per generation.
-  `mutation_prob` is the per-gene probability (SPOS 0.1; AutoFormer's paper
-  gives 0.4 per layer and 0.2 for depth, its code the other way round:
-  depth genes exist only in depth-varying spaces, AutoFormer's issue)."""
+  `mutation_prob` is the per-gene probability (SPOS 0.1); spaces with
+  structure genes (the ViT's depth and embedding width) mutate those with
+  `structure_prob` (AutoFormer's code: 0.2 per layer, 0.4 structure; the
+  `paper` convention of configs/autoformer_*.py swaps them)."""
   population: int = 50
   generations: int = 20
   parents: int = 10
   mutations: int = 25
   crossovers: int = 25
   mutation_prob: float = 0.1
+  structure_prob: float = 0.4
   tries: int = 50  # draws per wanted child before a generation gives up
 
 
@@ -126,14 +128,18 @@ class _Search:
              self.latency(text) <= self.budget.latency))
 
   def draw(self, make, n, max_evals):
-    """Up to n new admissible architectures from make() (an Arch), fewer
-    when `tries` per child find none or the evaluations run out."""
+    """Up to n new admissible architectures from make() (an Arch, or None
+    for a failed try), fewer when `tries` per child find none or the
+    evaluations run out."""
     out = []
     n = min(n, max_evals - self.evaluations)
     for _ in range(max(n, 0) * self.tries):
       if len(out) == n:
         break
-      text = self.space.to_string(make())
+      arch = make()
+      if arch is None:
+        continue
+      text = self.space.to_string(arch)
       if self.admissible(text) and text not in out:
         out.append(text)
     return out
@@ -189,6 +195,22 @@ class _Search:
     return Ranking(self.space, rows, best, note=note)
 
 
+def _mutate(space, parent, rng, settings):
+  return space.mutate(parent(), rng, settings.mutation_prob,
+                      structure_prob=settings.structure_prob)
+
+
+def _cross(space, parent, rng, tries=50):
+  """A child of two parents the space can cross (AutoFormer: the same
+  depth; the second redrawn up to `tries` times), or None."""
+  a = parent()
+  for _ in range(tries):
+    b = parent()
+    if space.can_cross(a, b):
+      return space.crossover(a, b, rng)
+  return None
+
+
 def _initial(search, initial, n, max_evals):
   texts = [t for t in (search.space.to_string(a) if not isinstance(a, str)
                        else a for a in (initial or ()))
@@ -228,11 +250,10 @@ def evolution(space, fitness, *, budget=None, seed=0, max_evaluations=None,
       break
     top = sorted(s.scores, key=s.scores.get, reverse=True)[:st.parents]
     parent = lambda: space.from_string(top[s.rng.integers(len(top))])
-    kids = s.draw(lambda: space.mutate(parent(), s.rng, st.mutation_prob),
-                  st.mutations, cap)
+    kids = s.draw(lambda: _mutate(space, parent, s.rng, st), st.mutations,
+                  cap)
     s.evaluate(kids)
-    kids = s.draw(lambda: space.crossover(parent(), parent(), s.rng),
-                  st.crossovers, cap)
+    kids = s.draw(lambda: _cross(space, parent, s.rng), st.crossovers, cap)
     s.evaluate(kids)
     s.save(state_file, key, generation + 1)
   return s.ranking('evolution'), s.evaluations
@@ -340,11 +361,10 @@ def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
       i, j = s.rng.integers(len(pop), size=2)
       better = i if (level[i], -crowd[i]) < (level[j], -crowd[j]) else j
       return space.from_string(pop[better])
-    kids = s.draw(lambda: space.mutate(parent(), s.rng, st.mutation_prob),
-                  st.mutations, cap)
+    kids = s.draw(lambda: _mutate(space, parent, s.rng, st), st.mutations,
+                  cap)
     s.evaluate(kids)
-    more = s.draw(lambda: space.crossover(parent(), parent(), s.rng),
-                  st.crossovers, cap)
+    more = s.draw(lambda: _cross(space, parent, s.rng), st.crossovers, cap)
     s.evaluate(more)
     union = pop + kids + more
     obj = objective(union)

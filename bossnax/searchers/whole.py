@@ -66,7 +66,7 @@ class WholeArchs:
   """The searcher of one-shot methods."""
 
   def __init__(self, space, archs_file='', num_archs=0, max_archs=100_000,
-               plan=None, chunk=16):
+               plan=None, chunk=16, fitness='loss'):
     """`num_archs` > 0: only that many candidates, evenly spaced through
     the list (a whole network costs a forward pass per validation image:
     CPU presets). `plan`: search.strategy and its settings; `chunk`: the
@@ -75,6 +75,7 @@ class WholeArchs:
     self.space, self.archs_file, self.max_archs = space, archs_file, max_archs
     self.num_archs = int(num_archs)
     self.plan, self.chunk = plan or Plan(), max(int(chunk), 1)
+    self.fitness = fitness  # what the losses are: 'loss' | 'error' (top-1)
     if self.plan.strategy == 'blockwise_budget':
       raise ValueError('search.strategy=blockwise_budget needs block tables; '
                        'a one-shot method scores whole networks: use '
@@ -161,7 +162,9 @@ class WholeArchs:
     ranking = Ranking.from_scores(
         self.space, archs, -np.asarray(state['losses']),
         self.space.to_string(self.best(state)),
-        'score = -validation loss of the whole network; higher is better')
+        'score = -validation ' + ('top-1 error' if self.fitness == 'error'
+                                  else 'loss') +
+        ' of the whole network; higher is better')
     if self.plan.whole:
       ranking.note = (f'{self.plan.strategy}: {len(archs)} architectures '
                       'evaluated by the supernet, not every one')

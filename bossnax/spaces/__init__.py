@@ -18,7 +18,10 @@ def make_space(space_cfg) -> SearchSpace:
   if name == 'mbconv':
     from bossnax.spaces.mbconv import MBConvSpace
     return MBConvSpace(**kwargs)
+  if name == 'vit':
+    from bossnax.spaces.vit import ViTSpace
+    return ViTSpace(**kwargs)
   raise ValueError(f'unknown search space {name!r}: use one of {NAMES}')
 
 
-NAMES = ('nats', 'hytra', 'mbconv')
+NAMES = ('nats', 'hytra', 'mbconv', 'vit')

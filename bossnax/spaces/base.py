@@ -55,6 +55,9 @@ class SearchSpace:
   # 'vmap' runs the sampled paths of a step side by side (all paths share
   # shapes); 'map' runs them one after another (paths may switch branches).
   path_batching: str = 'vmap'
+  # False: the networks hold no batch statistics (LayerNorm only), so the
+  # evaluator has nothing to recalibrate.
+  batch_norm: bool = True
 
   def block_output_varies(self, k: int) -> bool:
     """Whether block k's output width depends on the path (then a
@@ -175,14 +178,22 @@ class SearchSpace:
     return out
 
   def mutate(self, arch: Arch, rng: np.random.Generator,
-             prob: float = 0.1) -> Arch:
+             prob: float = 0.1, structure_prob=None) -> Arch:
     """Each layer's choice redrawn uniformly with probability `prob` (a
-    block left invalid is redrawn among its valid paths)."""
+    block left invalid is redrawn among its valid paths). Spaces with
+    structure genes (the ViT's depth) mutate those with `structure_prob`;
+    here every gene is a layer's."""
+    del structure_prob
     flat = self.flatten(arch).copy()
     for i, layer in enumerate(self.layers):
       if rng.random() < prob:
         flat[i] = rng.integers(layer.num_choices)
     return self._repair(self.unflatten(flat), rng)
+
+  def can_cross(self, a: Arch, b: Arch) -> bool:
+    """Whether `a` and `b` may be parents of one child (any two here)."""
+    del a, b
+    return True
 
   def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
     """Each layer's choice from parent `a` or `b` with probability 1/2

@@ -9,9 +9,10 @@ data and budget, one table against the ground truth and the size baselines.
 Each method is a `python -m bossnax.main` run in WORKDIR/METHOD (a finished
 one is reused: the harness resumes); 'linear' is BossNAS's supernet scored by
 supervised linear evaluation (`bossnax.rescore --config.search.evaluator=
-linear`); 'supervised_oneshot', 'greedynas' and 'autoformer' (one-shot
-with label smoothing, mixup / cutmix and top-1 fitness) score the ground
-truth's architectures as whole networks. DNA needs a teacher: --teacher=DIR, or one is trained first
+linear`); 'supervised_oneshot', 'greedynas', 'autoformer' (one-shot
+with label smoothing, mixup / cutmix and top-1 fitness) and 'data' (DATA's
+sandwich MoCo supernet, scored by closeness to the largest network) score
+the ground truth's architectures as whole networks. DNA needs a teacher: --teacher=DIR, or one is trained first
 into WORKDIR/teacher (NATS: the widest network, configs/retrain_hytra.py:
 nats_quick for the quick preset, :nats otherwise; the MBConv quick/tiny and
 HyTra tiny presets: retrain_hytra.py:*_teacher); on HyTra the search's
@@ -34,8 +35,8 @@ sys.path.insert(0, ROOT)
 CONFIGS = {'nats': 'configs/nats_cifar10.py', 'mbconv': 'configs/mbconv_cifar.py',
            'hytra': 'configs/hytra_cifar.py'}
 METHODS = ('bossnas', 'single_path', 'supervised', 'linear', 'dna',
-           'supervised_oneshot', 'greedynas', 'autoformer')
-ONE_SHOT = ('supervised_oneshot', 'greedynas', 'autoformer')  # whole nets
+           'supervised_oneshot', 'greedynas', 'autoformer', 'data')
+ONE_SHOT = ('supervised_oneshot', 'greedynas', 'autoformer', 'data')  # whole nets
 # AutoFormer's recipe on a CNN space: its regularisation and top-1 fitness;
 # the optimiser stays the preset's (AdamW at 5e-4 per 512 is tuned for
 # transformers), the channels are entangled as every NATS path's are.
@@ -43,6 +44,12 @@ AUTOFORMER = ('--config.train.label_smoothing=0.1',
               '--config.train.mixup_alpha=0.8',
               '--config.train.cutmix_alpha=1.0',
               '--config.search.fitness=error')
+# DATA on a preset: its MoCo loss, sandwich and selection rule on the
+# preset's data, views and optimiser; a queue the preset's batches divide
+# (its 65,536 would hold random keys for all of a CPU budget), and at least
+# one random subnet beside the largest and the smallest.
+DATA = ('--config.moco.queue_size=4096',
+        '--config.search.evaluator=similarity_to_largest')
 # (training, evaluation) and the paper's figures: Table 5 (MBConv, ImageNet,
 # the 23 networks) and Table 6 (NATS-Bench size, CIFAR-10): tau, rho, R.
 ROWS = {
@@ -54,6 +61,7 @@ ROWS = {
     'supervised_oneshot': ('one-shot supervised (SPOS)', 'whole-net classif.'),
     'greedynas': ('greedy one-shot supervised', 'whole-net classif.'),
     'autoformer': ('one-shot, DeiT regularisation', 'whole-net top-1'),
+    'data': ('sandwich MoCo v2 (DATA)', 'similarity to largest'),
 }
 PAPER = {
     'mbconv': {'dna': (0.62, 0.77, 0.83), 'supervised': (0.46, 0.65, 0.71),
@@ -162,6 +170,9 @@ def main(argv=None):
                 '--config.greedy.early_stop_alpha=0']
       if m == 'autoformer':
         cmd += list(AUTOFORMER)
+      if m == 'data':
+        paths = load_config_file(os.path.join(ROOT, config)).train.paths_per_step
+        cmd += [*DATA, f'--config.train.paths_per_step={max(paths, 3)}']
       if m == 'dna':
         teacher, extra = teacher_for(args, args.workdir)
         if not teacher:

@@ -52,7 +52,7 @@ def search_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   # The training method (bossnax/methods/, docs/methods.md): bossnas |
   # single_path | supervised | dna | supervised_oneshot | greedynas |
-  # autoformer
+  # autoformer | data
   c.method = 'bossnas'
   c.seed = 0
   c.dtype = 'float32'  # 'bfloat16': bf16 compute, f32 params and optimiser
@@ -98,6 +98,10 @@ def search_config() -> ml_collections.ConfigDict:
   c.augment.blur_prob = (1.0, 0.1)
   c.augment.solarize_prob = (0.0, 0.2)
   c.augment.erase_prob = 0.25  # op 'erase' (random erasing), last in ops
+  c.augment.rrc_scale = (0.08, 1.0)  # op 'rrc': area range (MoCo v2: 0.2-1)
+  # op 'color': brightness, contrast, saturation, hue (BYOL's; MoCo v2's
+  # saturation is 0.4)
+  c.augment.jitter = (0.4, 0.4, 0.2, 0.1)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global batch of one micro-step
@@ -200,6 +204,12 @@ def search_config() -> ml_collections.ConfigDict:
   # the supernet frozen, one linear classifier per block trained over
   # sampled paths, validation cross-entropy; bossnax/engine/linear_probe.py)
   c.search.evaluator = 'objective'
+  # method=data's selection (search.evaluator 'objective' or its own name
+  # 'similarity_to_largest'): distance of a subnet's projection to the
+  # largest network's, bossnax/objectives/similarity.py: cosine | mse |
+  # relation | gram_mse | gram_cosine | gram_kl
+  c.search.similarity = 'cosine'
+  c.search.similarity_temperature = 0.2  # relation and gram_kl
   # What a whole-architecture search (one-shot methods) minimises: 'loss'
   # (the objective's validation loss) | 'error' (top-1 error, classifiers)
   c.search.fitness = 'loss'
@@ -227,6 +237,19 @@ def search_config() -> ml_collections.ConfigDict:
   # epoch); alpha 0 = train every step.
   c.greedy.early_stop_alpha = 0.08
   c.greedy.check_every_steps = 0
+
+  # method=data (bossnax/methods/data.py, docs/data.md): MoCo v2 on the
+  # supernet, the key encoder the EMA of the supernet at its largest
+  # architecture; train.paths_per_step = 2 + the random subnets of the
+  # sandwich.
+  c.moco = ml_collections.ConfigDict()
+  c.moco.loss = 'moco'  # 'moco' (queue, InfoNCE) | 'byol' (predictor)
+  c.moco.queue_size = 65536
+  c.moco.feat_dim = 128
+  c.moco.neck_hidden = 2048
+  c.moco.pred_hidden = 4096  # loss='byol' only
+  c.moco.temperature = 0.2
+  c.moco.momentum = 0.999  # key encoder EMA, constant
 
   c.distributed = ml_collections.ConfigDict()
   c.distributed.mode = 'auto'  # 'auto' | 'on' | 'off'
@@ -534,3 +557,54 @@ def autoformer_recipe(c, mutation='code'):
   s.evaluations = e.population * (e.generations + 1)
   s.archs_file = s.truth_file = ''
   c.export_best = True
+
+
+# -- DATA (method=data; configs/data_*.py) -----------------------------------
+
+def dynresnet_base():
+  """Every key of the search schema, with DATA's DynamicResNet space
+  (bossnax/spaces/dynresnet.py): GAIA-ssl's searched values at 224 px."""
+  from bossnax.spaces import dynresnet
+  c = search_config()
+  space = {'name': 'dynresnet', 'stem_widths': dynresnet.STEM,
+           'stage_widths': dynresnet.WIDTHS, 'stage_depths': dynresnet.DEPTHS,
+           'expansion': 4, 'num_classes': 1000, 'image_size': 224,
+           'stem': 'imagenet',  # 'imagenet' (7x7/2 + max pool) | 'cifar'
+           'conv_init': 'he_fan_out'}  # torchvision's kaiming_normal
+  c.space = type(c.space)(space)
+  return c
+
+
+def data_recipe(c):
+  """DATA's (GAIA-ssl's) MoCo v2 training and selection: SGD momentum 0.9,
+  lr 0.03 per 256, weight decay 1e-4, cosine, 200 epochs; the sandwich of
+  the largest, the smallest and one random subnet per step; MoCo v2's
+  views (random resized crop 0.2-1, jitter 0.4/0.4/0.4/0.1 with p 0.8,
+  grayscale 0.2, blur p 0.5, flip); the 40 random subnets of a MAdds band
+  ranked by cosine distance to the largest network (docs/data.md)."""
+  c.method = 'data'
+  t = c.train
+  t.optimizer = 'sgd'
+  t.lr = 0.03
+  t.lr_batch = 256
+  t.lr_scaling = 'linear'
+  t.momentum = 0.9
+  t.weight_decay = 1e-4
+  t.warmup_epochs = 0.0
+  t.epochs_per_block = 200
+  t.accum_steps = 1
+  t.paths_per_step = 3  # largest, smallest, one random
+  t.fair = False
+  a = c.augment
+  a.ops = 'rrc,color,gray,blur,flip'
+  a.rrc_scale = (0.2, 1.0)
+  a.jitter = (0.4, 0.4, 0.4, 0.1)
+  a.blur_prob = (0.5, 0.5)
+  a.solarize_prob = (0.0, 0.0)
+  s = c.search
+  s.evaluator = 'similarity_to_largest'
+  s.similarity = 'cosine'
+  s.strategy = 'random'
+  s.evaluations = 40
+  s.fitness = 'loss'
+  s.archs_file = s.truth_file = ''

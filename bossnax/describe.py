@@ -1,10 +1,11 @@
-"""Print an architecture's cost as one JSON object.
+r"""Print an architecture's cost as one JSON object.
 
   python -m bossnax.describe --space=nats --arch=8:8:40:32:40
   python -m bossnax.describe --space=hytra --arch=BossNet-T0 --resolution=224
   python -m bossnax.describe --space=mbconv --arch=11\|1111\|1101\|1011\|1101
   python -m bossnax.describe --space=mbconv --arch=efficientnet_b0
   python -m bossnax.describe --space=vit --arch=AutoFormer-S   # T, S, B
+  python -m bossnax.describe --space=dynresnet --arch=resnet50  # or resnet101
   python -m bossnax.describe --space=mbconv --bench=../shared/benchmarks/mbconv_23_archs_imagenet.json
 
 Spaces may add fields (e.g. a picture written with --picture=FILE.png).

@@ -77,10 +77,22 @@ def _search(config, flags):
 
 def export_best(config, workdir):
   """WORKDIR/best: the best architecture's spec and inherited weights,
-  and its test accuracy without retraining (eval.json)."""
+  and its test accuracy without retraining (eval.json) where the method
+  trained the classifier (a self-supervised supernet's is untrained)."""
   from bossnax import export, parallel
+  from bossnax.methods import build_method
+  from bossnax.spaces import make_space
   out = os.path.join(workdir, 'best')
   export.export(config, workdir, out)
+  if not build_method(config, make_space(config.space)).objective.uses_labels:
+    if parallel.is_main_process():
+      print(f'exported the best architecture to {out} with its inherited '
+            'weights; its classifier is untrained (no labels): fine-tune it '
+            'with python -m bossnax.retrain --config=configs/retrain_hytra.py'
+            f':cifar --config.spec={out}/spec.json --config.init_weights='
+            f'{out}/weights [--config.train.linear_probe=True] '
+            '(docs/retrain.md)')
+    return
   result = export.evaluate(config, out)
   if parallel.is_main_process():
     print(f"exported {result['arch']} to {out}: test top-1 "

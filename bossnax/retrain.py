@@ -96,14 +96,32 @@ class RetrainSpec:
   def schedule(self):
     return lr_schedule(self.train, self.steps_per_epoch)
 
+  @property
+  def linear_probe(self) -> bool:
+    return bool(self.train.get('linear_probe', False))
+
   def tx(self):
-    """AdamW; decay only on weights (not biases, not norms)."""
+    """AdamW; decay only on weights (not biases, not norms). A linear
+    probe updates the classifier only."""
     from bossnax.engine.supernet import decay_mask
     t = self.train
     adamw = optax.adamw(self.schedule(), weight_decay=t.weight_decay,
                         mask=decay_mask)
-    return (optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw)
-            if t.grad_clip > 0 else adamw)
+    tx = (optax.chain(optax.clip_by_global_norm(t.grad_clip), adamw)
+          if t.grad_clip > 0 else adamw)
+    if self.linear_probe:
+      tx = optax.multi_transform(
+          {'train': tx, 'frozen': optax.set_to_zero()}, classifier_labels)
+    return tx
+
+
+def classifier_labels(params):
+  """'train' for the classifier's parameters, 'frozen' for the rest (the
+  linear probe's optimiser partition)."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: 'train' if any(
+          getattr(k, 'key', None) == 'classifier' for k in path)
+      else 'frozen', params)
 
 
 def _logits(spec, params, stats, x, mode, key=None):
@@ -135,7 +153,14 @@ def train_step(spec, state, images, labels, key):
                             t.cutmix_alpha, t.mix_switch_prob, t.mix_prob)
 
   def loss_fn(params):
-    logits, stats = _logits(spec, params, state['batch_stats'], x, 'train',
+    # A linear probe reads the frozen network as it is: BN statistics
+    # stay (eval mode), only the classifier has gradients.
+    if spec.linear_probe:
+      labels_tree = classifier_labels(params)
+      params = jax.tree.map(lambda p, l: p if l == 'train' else
+                            jax.lax.stop_gradient(p), params, labels_tree)
+    logits, stats = _logits(spec, params, state['batch_stats'], x,
+                            'eval' if spec.linear_probe else 'train',
                             jax.random.fold_in(k_mix, 1))
     # _logits returns float32: the softmax is f32 under bf16 compute
     return optax.softmax_cross_entropy(logits, targets).mean(), stats

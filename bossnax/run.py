@@ -80,6 +80,11 @@ class Run:
     if which not in EVALUATORS:
       raise ValueError(f'search.evaluator={which!r}: use one of '
                        f'{", ".join(EVALUATORS)}')
+    if which == 'similarity_to_largest':
+      if self.method.name != 'data':
+        raise ValueError('search.evaluator=similarity_to_largest is the DATA '
+                         'selection rule: use it with --config.method=data')
+      return self.evaluator
     if which == 'objective':
       return self.evaluator
     return LinearProbe(self.config, self.space, self.mesh, self.batches,

@@ -61,6 +61,9 @@ def get_config(preset: str = ''):
   c.train.min_lr = 1e-5  # end of the cosine decay
   c.train.label_smoothing = 0.1
   c.train.grad_clip = 0.0  # global-norm clipping; 0 = off
+  # True: train the classifier only, the network frozen with its BN
+  # statistics (a linear probe of exported weights, e.g. DATA's subnet)
+  c.train.linear_probe = False
   c.train.ema_decay = 0.0  # EMA of the weights (DeiT: 0.99996); 0 = off
   c.train.mixup_alpha = 0.8  # 0 = no mixup
   c.train.cutmix_alpha = 1.0  # 0 = no cutmix

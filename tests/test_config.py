@@ -49,6 +49,8 @@ PRESETS = {  # every config file and its presets
     'greedynas_imagenet.py': ('',),
     'autoformer_cifar.py': ('', 'quick', 'tiny', 'quick,paper_mutation'),
     'autoformer_imagenet.py': ('', 'T', 'S', 'B', 'T,paper_mutation'),
+    'data_cifar.py': ('', 'quick', 'tiny'),
+    'data_imagenet.py': ('', 'byol'),
     'retrain_hytra.py': ('', 'cifar', 'tiny', 'tiny_hytra', 'nats',
                          'nats_quick', 'mbconv_quick_teacher',
                          'mbconv_tiny_teacher', 'hytra_tiny_teacher'),
@@ -69,13 +71,15 @@ def test_every_config_file_loads(name, preset):
   assert c.space.name == ('nats' if name.startswith('nats') or tiny_nats
                           else 'mbconv' if name.startswith(('mbconv', 'greedynas'))
                           or preset.startswith('mbconv') else 'vit' if
-                          name.startswith('autoformer') else 'hytra')
+                          name.startswith('autoformer') else 'dynresnet' if
+                          name.startswith('data') else 'hytra')
   if name.startswith('retrain'):
     assert 'method' not in c
   else:  # one schema for every search run (the space's fields aside)
     assert c.method == ('dna' if preset == 'dna' else 'greedynas' if
                         name.startswith('greedynas') else 'autoformer' if
-                        name.startswith('autoformer') else 'bossnas')
+                        name.startswith('autoformer') else 'data' if
+                        name.startswith('data') else 'bossnas')
     search_keys = lambda c: {k for k in flat_keys(c)
                              if not k.startswith('space.')}
     assert search_keys(c) == search_keys(defaults.search_config())

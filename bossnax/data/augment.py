@@ -7,10 +7,12 @@ gives the same views (the search relies on that for its fixed view pairs).
 Ops (a comma-separated `augment.ops`):
   crop_flip  zero-pad by `pad`, random crop back, random horizontal flip
              (the official BossNAS NATS views);
-  rrc        random resized crop (scale 0.08-1, ratio 3/4-4/3) to the input size;
+  rrc        random resized crop (area `rrc_scale`, default 0.08-1; ratio
+             3/4-4/3) to the input size;
   flip       random horizontal flip;
-  color      colour jitter (brightness .4, contrast .4, saturation .2, hue .1)
-             with probability 0.8, in a fixed order;
+  color      colour jitter (brightness, contrast, saturation, hue strengths
+             `jitter`, default BYOL's .4, .4, .2, .1; MoCo v2's .4, .4, .4,
+             .1) with probability 0.8, in a fixed order;
   gray       grayscale with probability 0.2;
   blur       Gaussian blur, probability per view from `blur_prob`;
   solarize   solarisation, probability per view from `solarize_prob`;
@@ -76,13 +78,16 @@ def _gray(x):
   return jnp.broadcast_to(g[..., None], x.shape)
 
 
-def _color(key, x):
-  """BYOL's jitter on [0, 1] images, applied with probability 0.8."""
+def _color(key, x, jitter=(0.4, 0.4, 0.2, 0.1)):
+  """Colour jitter on [0, 1] images (torchvision's factors: brightness,
+  contrast, saturation in 1 -/+ strength, hue in -/+ strength), applied
+  with probability 0.8."""
   ks = jax.random.split(key, 5)
-  b = jax.random.uniform(ks[0], (), minval=0.6, maxval=1.4)
-  c = jax.random.uniform(ks[1], (), minval=0.6, maxval=1.4)
-  s = jax.random.uniform(ks[2], (), minval=0.8, maxval=1.2)
-  hue = jax.random.uniform(ks[3], (), minval=-0.1, maxval=0.1)
+  jb, jc, js, jh = jitter
+  b = jax.random.uniform(ks[0], (), minval=1 - jb, maxval=1 + jb)
+  c = jax.random.uniform(ks[1], (), minval=1 - jc, maxval=1 + jc)
+  s = jax.random.uniform(ks[2], (), minval=1 - js, maxval=1 + js)
+  hue = jax.random.uniform(ks[3], (), minval=-jh, maxval=jh)
   y = x * b
   y = (y - y.mean()) * c + y.mean()
   y = (y - _gray(y)) * s + _gray(y)
@@ -220,6 +225,14 @@ def _view_fn(cfg):
   erase_p = float(cfg.get('erase_prob', 0.25))
   blur_p = tuple(cfg.get('blur_prob', (1.0, 0.1)))
   sol_p = tuple(cfg.get('solarize_prob', (0.0, 0.2)))
+  rrc_scale = tuple(float(v) for v in cfg.get('rrc_scale', (0.08, 1.0)))
+  jitter = tuple(float(v) for v in cfg.get('jitter', (0.4, 0.4, 0.2, 0.1)))
+  if len(rrc_scale) != 2 or not 0 < rrc_scale[0] <= rrc_scale[1] <= 1:
+    raise ValueError(f'augment.rrc_scale={rrc_scale}: give (min, max) area '
+                     'fractions with 0 < min <= max <= 1')
+  if len(jitter) != 4:
+    raise ValueError(f'augment.jitter={jitter}: give four strengths '
+                     '(brightness, contrast, saturation, hue)')
 
   def one_view(key, images, v):
     x = images.astype(jnp.float32)
@@ -232,11 +245,11 @@ def _view_fn(cfg):
       if crop_in_uint8_range:  # colour ops work on [0, 1]
         x, crop_in_uint8_range = x / 255.0, False
       if op == 'rrc':
-        x = _per_example(_rrc)(k, x)
+        x = _per_example(_rrc)(k, x, rrc_scale)
       elif op == 'flip':
         x = _per_example(_flip)(k, x)
       elif op == 'color':
-        x = _per_example(_color)(k, x)
+        x = _per_example(_color)(k, x, jitter)
       elif op == 'gray':
         x = _per_example(_gray_p)(k, x)
       elif op == 'blur':

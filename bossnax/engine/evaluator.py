@@ -114,6 +114,24 @@ def calibrate(spec: ScoreSpec, state, archs, calib):
                                for g in per_group]
 
 
+class PathRunner:
+  """What `objective.score` is handed: `run(side, fn)` maps fn(apply,
+  views, index) over every path being scored; `run.at(side, arch, fn)`
+  calls fn(apply, views) once for one fixed whole architecture (e.g. the
+  largest network, which DATA compares every path with) with that side's
+  own statistics, not a recalibrated path's; `run.extra` is the
+  objective's extra state (e.g. a queue of keys)."""
+
+  def __init__(self, each, at, extra):
+    self._each, self._at, self.extra = each, at, extra
+
+  def __call__(self, side, fn):
+    return self._each(side, fn)
+
+  def at(self, side, arch, fn):
+    return self._at(side, arch, fn)
+
+
 def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w, y):
   """Per-path score loss summed over this batch of view pairs (weights w:
   0 for padding; labels y, read only by the objectives that use labels):
@@ -153,7 +171,18 @@ def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w, y):
     if len(outs) == 1:
       return cat
     return jax.tree.map(lambda x: jnp.zeros_like(x).at[order].set(x), cat)
-  return spec.objective.score(run, w, labels=y)
+
+  def at(side, arch, fn):
+    if start:
+      raise ValueError('run.at scores whole architectures: block 0 only')
+    # (score_stats is idempotent: without recalibration these are fixed)
+    p, st = sides[side][0], spec.objective.score_stats(prefix_stats[side])
+    apply = lambda x: spec.model.apply({'params': p, 'batch_stats': st}, x,
+                                       jnp.asarray(arch, jnp.int32),
+                                       block=spec.block, mode='eval')
+    return fn(apply, views[side])
+  return spec.objective.score(PathRunner(run, at, state.get('extra')), w,
+                              labels=y)
 
 
 @functools.lru_cache(maxsize=None)
@@ -322,7 +351,13 @@ class Evaluator:
                                                    x, a), (v1, v2), i)
                 for i, (a, st) in enumerate(zip(archs, per_path))]
         return jax.tree.map(lambda *x: jnp.stack(x), *outs)
-      out = jax.device_get(self.objective.score(run, w, labels=y))
+
+      def at(side, arch, fn):
+        p, st = sides[side]
+        return fn(lambda x: apply_fn(p, self.objective.score_stats(st), x,
+                                     jnp.asarray(arch, jnp.int32)), (v1, v2))
+      out = jax.device_get(self.objective.score(
+          PathRunner(run, at, state.get('extra')), w, labels=y))
       totals = out if totals is None else jax.tree.map(np.add, totals, out)
       count += float(w.sum())
     return table, self._means(totals, count)

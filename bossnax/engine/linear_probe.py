@@ -27,7 +27,9 @@ from bossnax.engine.supernet import Trainer
 from bossnax.objectives.supervised import BlockSupervised
 from bossnax.samplers import make_sampler
 
-EVALUATORS = ('objective', 'linear')
+# 'similarity_to_largest' is DATA's own score (objectives/sandwich.py):
+# valid with method=data only, where it is what 'objective' means.
+EVALUATORS = ('objective', 'linear', 'similarity_to_largest')
 
 
 def probe_config(config):

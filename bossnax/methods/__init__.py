@@ -13,6 +13,7 @@ from bossnax.methods.base import Method, Stage
 METHODS = {
     'autoformer': 'bossnax.methods.autoformer',
     'bossnas': 'bossnax.methods.bossnas',
+    'data': 'bossnax.methods.data',
     'dna': 'bossnax.methods.dna',
     'greedynas': 'bossnax.methods.greedynas',
     'single_path': 'bossnax.methods.single_path',

@@ -17,11 +17,12 @@ from bossnax.searchers.strategies import Plan
 
 
 def oneshot_plan(name, config, space, searcher_cls=WholeArchs,
-                 sampler=None) -> Method:
+                 sampler=None, objective=None) -> Method:
   """One stage over the whole supernet (uniform whole paths unless
   `sampler`), the supervised one-shot objective with the run's label
-  smoothing and batch mixing, whole networks scored and searched."""
-  objective = OneShotSupervised.from_config(config, space)
+  smoothing and batch mixing unless `objective`, whole networks scored and
+  searched."""
+  objective = objective or OneShotSupervised.from_config(config, space)
   sampler = sampler or WholeSampler(space, config.train.paths_per_step,
                                     config.seed)
   return Method(name, objective, (Stage(0, sampler, whole=True),),

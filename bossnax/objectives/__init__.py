@@ -9,6 +9,9 @@ search. The engine (bossnax/engine/) runs it and never asks which one it is.
   single_path.SinglePathBootstrap each path predicts its own target (BYOL)
   supervised.BlockSupervised      a classifier per block, cross-entropy
   distill.Distillation            DNA: regress a frozen teacher's blocks
+  supervised.OneShotSupervised    SPOS / GreedyNAS / AutoFormer: whole paths
+  sandwich.SandwichContrastive    DATA: MoCo v2 on the sandwich, the key
+                                  encoder at the largest network
 """
 
 from bossnax.objectives.base import Objective

@@ -106,3 +106,29 @@ class WholeSampler:
     if state and state.get('name') != self.name:
       raise ValueError(f'the checkpoint was trained with the '
                        f'{state.get("name")} sampler, not {self.name}')
+
+
+class SandwichSampler(WholeSampler):
+  """The sandwich rule (slimmable networks; DATA's supernet): each step
+  trains the largest architecture, the smallest, and K - 2 uniformly
+  sampled ones (the space's `sample`), in that order: slot 0 is the
+  largest, slot 1 the smallest. A pure function of (seed, step)."""
+
+  name = 'sandwich'
+
+  def __init__(self, space, num_paths: int, seed: int):
+    if num_paths < 2:
+      raise ValueError(f'train.paths_per_step={num_paths}: the sandwich rule '
+                       'trains the largest, the smallest and K - 2 random '
+                       'architectures per step: use 2 or more')
+    super().__init__(space, num_paths, seed)
+    self._ends = np.stack([space.flatten(space.largest()),
+                           space.flatten(space.smallest())]).astype(np.int32)
+
+  def sample(self, block: int, step: int, table=None) -> np.ndarray:
+    del block, table
+    rng = np.random.default_rng([self.seed, int(step), 0x5A4D])
+    rest = [self.space.flatten(self.space.sample(rng))
+            for _ in range(self.num - 2)]
+    return np.concatenate([self._ends, np.reshape(
+        np.asarray(rest, np.int32), (-1, self._ends.shape[1]))])

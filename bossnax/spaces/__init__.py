@@ -21,7 +21,10 @@ def make_space(space_cfg) -> SearchSpace:
   if name == 'vit':
     from bossnax.spaces.vit import ViTSpace
     return ViTSpace(**kwargs)
+  if name == 'dynresnet':
+    from bossnax.spaces.dynresnet import DynResNetSpace
+    return DynResNetSpace(**kwargs)
   raise ValueError(f'unknown search space {name!r}: use one of {NAMES}')
 
 
-NAMES = ('nats', 'hytra', 'mbconv', 'vit')
+NAMES = ('nats', 'hytra', 'mbconv', 'vit', 'dynresnet')

@@ -143,7 +143,10 @@ class NATSNetwork(nn.Module):
     output='embed'    block `block`'s output through its width adapter,
                       pooled: [B, embed_dim] (what the SSL heads see);
     output='features' block `block`'s output map, masked;
-    output='logits'   the whole network with its classifier.
+    output='logits'   the whole network with its classifier;
+    output='pooled'   the whole network without its classifier: (the
+                      pooled last features [B, C] after the last BN and
+                      ReLU, masked to the path's width, and that map).
   Blocks before `block` run under stop_gradient; while training they use batch
   statistics without updating them (they are finished). start=True: `x` is
   already the output of block `block - 1` (computed once for all paths of a
@@ -176,11 +179,12 @@ class NATSNetwork(nn.Module):
     masks = [channel_mask(w, c, x.dtype) for w, c in zip(widths, cmax)]
     layer_block = {l: b for b, ls in enumerate(self.block_layers) for l in ls}
     init_all = self.is_initializing()
-    last = (len(self.channel_choices) - 1 if output == 'logits' or init_all
+    whole = output in ('logits', 'pooled')
+    last = (len(self.channel_choices) - 1 if whole or init_all
             else self.block_layers[block][-1])
 
     def layer_mode(i):
-      if output == 'logits' or block is None or init_all:
+      if whole or block is None or init_all:
         return mode
       if layer_block[i] < block and mode == 'train':
         return 'frozen'
@@ -226,21 +230,26 @@ class NATSNetwork(nn.Module):
       h = group[b](run_layer, i, h)
       if i == self.block_layers[b][-1]:
         outs[b] = h
-        if not init_all and output != 'logits' and b < block:
+        if not init_all and not whole and b < block:
           h = jax.lax.stop_gradient(h)  # finished blocks stay fixed
 
     # (module-level functions: a method of self would create its modules
     # in self, not in the group)
     embed = lambda b: group[b](_embed, self, outs[b], arch, b, mode)
-    classify = lambda h: group[layer_block[len(nw) - 1]](
-        _classify, self, h, arch, mode)
+    last_group = group[layer_block[len(nw) - 1]]
+    pooled = lambda h: last_group(_last_act, self, h, arch, mode)
+    classify = lambda pooled_h: last_group(_classify, self, pooled_h)
     if init_all:  # create every adapter and the classifier
       embeds = [embed(b) for b in range(len(self.block_layers))]
-      return embeds, classify(h)
+      out = pooled(h)
+      logits = classify(out[0])
+      return out if output == 'pooled' else (embeds, logits)
     if output == 'features':
       return outs[block]
     if output == 'logits':
-      return classify(h)
+      return classify(pooled(h)[0])
+    if output == 'pooled':
+      return pooled(h)
     return embed(block)
 
 
@@ -259,15 +268,22 @@ def _embed(scope, net, h, arch, b, mode):
   return y.mean((1, 2))
 
 
-def _classify(scope, net, h, arch, mode):
+def _last_act(scope, net, h, arch, mode):
+  """(pooled features [B, C], the map [B, H, W, C]) after the last BN and
+  ReLU, zero beyond the path's last width."""
   del scope
   i = len(net.channel_choices) - 1
   nw, cmax = len(net.channel_choices[i]), max(net.channel_choices[i])
   mask = channel_mask(net._widths(arch)[i], cmax, h.dtype)
   h = SwitchableBatchNorm(nw, cmax, name='lastact_bn')(h, arch[i], mode,
                                                        mask)
-  h = nn.relu(h).mean((1, 2))
-  return nn.Dense(net.num_classes, name='classifier')(h)
+  h = nn.relu(h)  # zero beyond the width: the BN masks its output
+  return h.mean((1, 2)), h
+
+
+def _classify(scope, net, pooled):
+  del scope
+  return nn.Dense(net.num_classes, name='classifier')(pooled)
 
 
 # ---------------------------------------------------------------------------

@@ -169,6 +169,33 @@ def test_the_key_encoder_is_the_largest_network_and_sharding_changes_nothing():
                (a['params'], a['extra']), (one['params'], one['extra']))
 
 
+def test_the_byol_variant_regresses_the_key_projections_by_hand():
+  """moco.loss=byol: the model has a predictor, and a path's loss is
+  BYOL's symmetric 2 - 2 cos of its predictions against the key
+  encoder's projections of the other view, summed over paths."""
+  from bossnax.objectives.sandwich import SandwichContrastive
+  obj = SandwichContrastive(largest=(1, 1), loss_kind='byol', queue_size=8,
+                            dim=4, hidden=8, pred_hidden=8)
+  c = data_nats_config()
+  c.moco.loss, c.moco.pred_hidden = 'byol', 16
+  tr = trainer(c, image_shape=(16, 16, 3))
+  shapes = tr.state_shapes()
+  names = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(shapes['params'])[0]]
+  assert any("['predictor']" in n for n in names)
+  rng = np.random.default_rng(2)
+  p1, p2 = rng.normal(size=(2, 3, 5, 4))  # 3 paths, 5 images
+  k1, k2 = unit(rng.normal(size=(2, 5, 4)))
+  forward = lambda params, stats, archs, views: (
+      ({'p': p1}, {'p': p2}), stats)
+  total, (mean, _) = obj.loss(forward, None, {}, ((k1, k2), None), None,
+                              None, (None, None))
+  by_hand = ((2 - 2 * (unit(p1) * k2).sum(-1)) +
+             (2 - 2 * (unit(p2) * k1).sum(-1))).mean(1)
+  np.testing.assert_allclose(total, by_hand.sum(), rtol=1e-5)
+  np.testing.assert_allclose(mean, by_hand.mean(), rtol=1e-5)
+
+
 def test_scoring_is_vectorised_as_the_loop_and_the_largest_is_closest_at_init():
   """At initialisation the key encoder is the online network, so the
   largest architecture is at distance 0 from itself (without

@@ -74,6 +74,40 @@ def time_step(net, arch_vec, batch, res, classes, dtype, steps, warmup):
   return (time.perf_counter() - tic) / steps, compile_s, fwd_s
 
 
+def measure(arch='ResNet50-T', batch=256, resolution=224, dtype='float32',
+            base_width=64, heads=(4, 8), stem='imagenet', depth=4,
+            classes=1000, steps=20, warmup=3, peak_tflops=0.0):
+  """The path's step inside the supernet and standalone: a dict of
+  figures (ms/step, images/s, model TFLOP/s and MFU of each side, their
+  speed ratio)."""
+  space = HyTraSpace(num_classes=classes, base_width=base_width,
+                     heads=tuple(heads), stem=stem, depth=depth,
+                     last_stride=1 if arch == 'BossNet-T1' else 2)
+  path = space.parse(arch)
+  cast = jnp.bfloat16 if dtype == 'bfloat16' else None
+  madds, _ = space.flops_params(path, resolution=resolution)
+  net_alone, vec = space.standalone(path)
+  sides = {'standalone': (net_alone, jnp.asarray(vec)),
+           'in_supernet': (space.supernet(), jnp.asarray(space.flatten(path)))}
+  out = {'device': jax.devices()[0].device_kind, 'arch': arch,
+         'resolution': resolution, 'batch': batch, 'dtype': dtype,
+         'gmadds_image': madds / 1e9}
+  for name, (net, v) in sides.items():
+    dt, comp, fwd = time_step(net, v, batch, resolution, classes, cast,
+                              steps, warmup)
+    tflops = 6 * madds * batch / dt / 1e12
+    out[name] = {'ms_step': dt * 1e3, 'images_s': batch / dt,
+                 'model_tflops': tflops, 'compile_s': comp,
+                 'forward_ms': fwd * 1e3}
+    if peak_tflops:
+      out[name]['mfu'] = tflops / peak_tflops
+  out['speed_ratio'] = (out['standalone']['ms_step'] /
+                        out['in_supernet']['ms_step'])
+  out['forward_ratio'] = (out['standalone']['forward_ms'] /
+                          out['in_supernet']['forward_ms'])
+  return out
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--arch', default='ResNet50-T')
@@ -90,33 +124,21 @@ def main(argv=None):
   p.add_argument('--warmup', type=int, default=3)
   p.add_argument('--peak_tflops', type=float, default=0.0)
   a = p.parse_args(argv)
-  space = HyTraSpace(num_classes=a.classes, base_width=a.base_width,
-                     heads=tuple(int(h) for h in a.heads.split(',')),
-                     stem=a.stem, depth=a.depth,
-                     last_stride=1 if a.arch == 'BossNet-T1' else 2)
-  arch = space.parse(a.arch)
-  dtype = jnp.bfloat16 if a.dtype == 'bfloat16' else None
-  madds, _ = space.flops_params(arch, resolution=a.resolution)
-  net_alone, vec = space.standalone(arch)
-  sides = {'standalone': (net_alone, jnp.asarray(vec)),
-           'in supernet': (space.supernet(), jnp.asarray(space.flatten(arch)))}
-  times, fwds = {}, {}
-  print(f'{jax.devices()[0].device_kind}, {a.arch} at {a.resolution}px, '
-        f'batch {a.batch}, {a.dtype}, {madds / 1e9:.2f} GMAdds/image')
-  for name, (net, vec) in sides.items():
-    dt, comp, fwd = time_step(net, vec, a.batch, a.resolution, a.classes,
-                              dtype, a.steps, a.warmup)
-    times[name], fwds[name] = dt, fwd
-    tflops = 6 * madds * a.batch / dt / 1e12
-    line = (f'{name:>12}: {dt * 1e3:8.1f} ms/step  {a.batch / dt:8.0f} '
-            f'images/s  {tflops:6.1f} model TFLOP/s  (compile {comp:.0f} s; '
-            f'forward alone {fwd * 1e3:.1f} ms)')
-    if a.peak_tflops:
-      line += f'  MFU {100 * tflops / a.peak_tflops:.1f}%'
+  out = measure(a.arch, a.batch, a.resolution, a.dtype, a.base_width,
+                tuple(int(h) for h in a.heads.split(',')), a.stem, a.depth,
+                a.classes, a.steps, a.warmup, a.peak_tflops)
+  print(f"{out['device']}, {a.arch} at {a.resolution}px, batch {a.batch}, "
+        f"{a.dtype}, {out['gmadds_image']:.2f} GMAdds/image")
+  for name in ('standalone', 'in_supernet'):
+    r = out[name]
+    line = (f"{name:>12}: {r['ms_step']:8.1f} ms/step  {r['images_s']:8.0f} "
+            f"images/s  {r['model_tflops']:6.1f} model TFLOP/s  (compile "
+            f"{r['compile_s']:.0f} s; forward alone {r['forward_ms']:.1f} ms)")
+    if 'mfu' in r:
+      line += f"  MFU {100 * r['mfu']:.1f}%"
     print(line, flush=True)
-  print(f'path in supernet / standalone speed: '
-        f'{times["standalone"] / times["in supernet"]:.3f} (forward alone '
-        f'{fwds["standalone"] / fwds["in supernet"]:.3f})')
+  print(f"path in supernet / standalone speed: {out['speed_ratio']:.3f} "
+        f"(forward alone {out['forward_ratio']:.3f})")
 
 
 if __name__ == '__main__':

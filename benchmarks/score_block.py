@@ -24,13 +24,11 @@ from bossnax.spaces import make_space  # noqa: E402
 from bossnax.engine.supernet import Trainer  # noqa: E402
 
 
-def main(argv):
-  config, flags = parse_args(argv, {'block': '0', 'images': '128',
-                                    'repeats': '2'})
-  block, n, repeats = (int(flags['block']), int(flags['images']),
-                       int(flags['repeats']))
+def measure(config, block=0, n=128, repeats=2):
+  """Scores block `block`'s paths vectorised and one path at a time: a
+  dict of figures (seconds per block, paths/s, the ratio, the largest
+  difference between the two)."""
   config.search.batch_size = min(config.search.batch_size, n)
-  parallel.enable_compilation_cache(config.compilation_cache_dir)
   space = make_space(config.space)
   mesh = parallel.make_mesh(config.num_devices)
   shape = (config.data.image_size, config.data.image_size, 3)
@@ -41,24 +39,40 @@ def main(argv):
   val = rng.integers(0, 255, (n, *shape), np.uint8)
   calib = rng.integers(0, 255, (config.search.calib_batch, *shape), np.uint8)
   prefix = np.asarray(space.flatten(space.default_arch()))
-  results = {}
+  out = {'device': f'{jax.devices()[0].device_kind} x{mesh.devices.size}',
+         'space': space.name, 'block': block, 'images': n,
+         'calib_batch': config.search.calib_batch,
+         'path_chunk': config.search.path_chunk}
+  scores = {}
   for name, fn in (('vectorised', scorer.score_block),
-                   ('per-path loop', scorer.score_block_loop)):
-    table, scores = fn(state, block, prefix, val, calib)  # warm-up/compile
+                   ('loop', scorer.score_block_loop)):
+    table, scores[name] = fn(state, block, prefix, val, calib)  # compile
     tic = time.perf_counter()
     for _ in range(repeats):
-      table, scores = fn(state, block, prefix, val, calib)
+      table, scores[name] = fn(state, block, prefix, val, calib)
     dt = (time.perf_counter() - tic) / repeats
-    results[name] = (len(table) / dt, dt, scores)
-  print(f'device: {jax.devices()[0].device_kind} x{mesh.devices.size}; '
-        f'space {space.name} block {block}: {len(table)} paths, {n} images '
-        f'(2 views), calib batch {config.search.calib_batch}, chunk '
-        f'{config.search.path_chunk}')
-  for name, (rate, dt, _) in results.items():
-    print(f'{name:>14}: {rate:8.2f} paths/s ({dt:.2f} s per block)')
-  v, l = results['vectorised'], results['per-path loop']
-  print(f'ratio vectorised / loop: {v[0] / l[0]:.2f}x; max |score diff| '
-        f'{np.abs(v[2] - l[2]).max():.2e}')
+    out[f'{name}_s'], out[f'{name}_paths_s'] = dt, len(table) / dt
+  out['paths'] = len(table)
+  out['ratio'] = out['loop_s'] / out['vectorised_s']
+  out['max_diff'] = float(np.abs(scores['vectorised'] - scores['loop']).max())
+  return out
+
+
+def main(argv):
+  config, flags = parse_args(argv, {'block': '0', 'images': '128',
+                                    'repeats': '2'})
+  parallel.enable_compilation_cache(config.compilation_cache_dir)
+  out = measure(config, int(flags['block']), int(flags['images']),
+                int(flags['repeats']))
+  print(f"device: {out['device']}; space {out['space']} block "
+        f"{out['block']}: {out['paths']} paths, {out['images']} images "
+        f"(2 views), calib batch {out['calib_batch']}, chunk "
+        f"{out['path_chunk']}")
+  for name in ('vectorised', 'loop'):
+    print(f"{name:>14}: {out[name + '_paths_s']:8.2f} paths/s "
+          f"({out[name + '_s']:.2f} s per block)")
+  print(f"ratio vectorised / loop: {out['ratio']:.2f}x; max |score diff| "
+        f"{out['max_diff']:.2e}")
 
 
 if __name__ == '__main__':

@@ -32,6 +32,21 @@ def test_costs_match_nats_bench(space, arch, mflops, mparams):
   assert params / 1e6 == pytest.approx(mparams, rel=0.01)
 
 
+def test_per_layer_costs_add_up_to_the_network():
+  """The per-layer split the GPU benchmarks' model FLOPs use: its sums
+  are the network's count, and a layer's share moves only with its own
+  and the previous layer's widths."""
+  from bossnax.spaces.nats import nats_flops_params, nats_layer_costs
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    chans = tuple(int(c) for c in rng.choice([8, 16, 24, 64], 5))
+    madds, params = nats_layer_costs(chans)
+    assert (sum(madds), sum(params)) == nats_flops_params(chans)
+  a, _ = nats_layer_costs((8, 8, 40, 32, 40))
+  b, _ = nats_layer_costs((8, 8, 40, 32, 64))  # only the last layer moves
+  assert a[:4] == b[:4] and a[4] < b[4]
+
+
 def test_structure_and_strings(space):
   assert space.count() == 32768
   assert [b.num_layers for b in space.blocks] == [2, 2, 1]

@@ -52,6 +52,24 @@ def test_batch_norm_bfloat16_input():
   np.testing.assert_allclose(g.astype(jnp.float32), want, rtol=2e-2, atol=2e-2)
 
 
+def test_bfloat16_parameters_get_bfloat16_gradients_inside_a_switch():
+  """bf16 scale and bias (bf16 compute casts the parameters): their
+  gradients are bf16 too, so a lax.switch whose branches use the norm or
+  not transposes (the HyTra switch failed to lower before)."""
+  x = jax.random.normal(jax.random.key(4), (4, 3, 3, 5)).astype(jnp.bfloat16)
+  scale = jnp.ones((5,), jnp.bfloat16)
+  bias = jnp.zeros((5,), jnp.bfloat16)
+  zero = jnp.zeros((5,))
+
+  def f(scale, bias, i):
+    return jax.lax.switch(i, [
+        lambda: batch_norm(x, scale, bias, zero, 1e-5)[0].sum(),
+        lambda: (x.astype(jnp.float32) * scale + bias).sum()])
+  for i in (0, 1):
+    g = jax.jit(jax.grad(f, argnums=(0, 1)))(scale, bias, i)
+    assert [t.dtype for t in g] == [jnp.bfloat16, jnp.bfloat16]
+
+
 def test_layer_gradients_and_running_stats_equal_textbook_layer():
   """The module in 'train' mode with a mask: output, gradients and running
   statistics as the textbook formula gives them, the masked channels untouched."""

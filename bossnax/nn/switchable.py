@@ -24,6 +24,7 @@ textbook formula under autodiff reads the activations several more times.
 from __future__ import annotations
 
 import functools
+import os
 
 import flax.linen as nn
 import jax
@@ -68,10 +69,34 @@ def _bn_backward(epsilon, res, cotangents):
   dbias = dy.sum(axes)
   dscale = (dy * xhat).sum(axes)
   dx = (scale * rstd / n) * (n * dy - dbias - xhat * dscale)
-  return dx.astype(xin.dtype), dscale, dbias, jnp.zeros_like(mean)
+  # Cotangents in the inputs' dtypes (bf16 parameters under bf16 compute):
+  # a branch of lax.cond / switch must return the same types as the others.
+  return (dx.astype(xin.dtype), dscale.astype(scale.dtype),
+          dbias.astype(scale.dtype), jnp.zeros_like(mean))
 
 
 batch_norm.defvjp(_bn_forward, _bn_backward)
+
+
+def textbook_batch_norm(x, scale, bias, shift, epsilon):
+  """The same (y, mean, var) by the textbook formula under autodiff (two
+  passes for the statistics, autodiff's backward): the baseline the GPU
+  benchmarks compare `batch_norm` with (BOSSNAX_BN=textbook)."""
+  del shift
+  axes = tuple(range(x.ndim - 1))
+  x = x.astype(jnp.float32)
+  mean = x.mean(axes)
+  var = jnp.square(x - mean).mean(axes)
+  y = (x - mean) * jax.lax.rsqrt(var + epsilon) * scale + bias
+  return y, jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+
+
+def _bn_impl():
+  """`batch_norm`, or the textbook formula when the environment says
+  BOSSNAX_BN=textbook: a benchmark switch, read when a step is traced
+  (benchmarks/gpu_session.py clears the compiled steps around it)."""
+  return (textbook_batch_norm if os.environ.get('BOSSNAX_BN') == 'textbook'
+          else batch_norm)
 
 
 def channel_mask(width: jax.Array, max_width: int, dtype=jnp.float32):
@@ -111,7 +136,7 @@ class SwitchableBatchNorm(nn.Module):
       y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon)
       y = y * scale[index] + bias[index]
     else:
-      y, mean, var = batch_norm(
+      y, mean, var = _bn_impl()(
           x, scale[index], bias[index],
           jax.lax.stop_gradient(ra_mean.value[index]), self.epsilon)
       # the statistics only move running averages: no gradient through them

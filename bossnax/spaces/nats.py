@@ -291,8 +291,18 @@ def _classify(scope, net, pooled):
 
 def nats_flops_params(channels, num_classes=10, resolution=32):
   """(multiply-adds, params) of the standalone network `channels`."""
+  madds, params = nats_layer_costs(channels, num_classes, resolution)
+  return int(sum(madds)), int(sum(params))
+
+
+def nats_layer_costs(channels, num_classes=10, resolution=32):
+  """Per layer (stem + cell 0, res 0, cell 1, res 1, cell 2 + last BN and
+  classifier): ([multiply-adds] x 5, [params] x 5) of the standalone
+  network `channels` (what a block's share of a step costs: the GPU
+  benchmarks' model FLOPs)."""
   c0, c1, c2, c3, c4 = channels
   flops = params = 0
+  marks = []
 
   def conv(cin, cout, k, hw, bn=True):
     nonlocal flops, params
@@ -311,16 +321,24 @@ def nats_flops_params(channels, num_classes=10, resolution=32):
     conv(cin, cout, 1, hw_out, bn=False)
 
   r = resolution
+  mark = lambda: marks.append((flops, params))
   conv(3, c0, 3, r)
   cell(c0, c0, r)
+  mark()
   res(c0, c1, r // 2)
+  mark()
   cell(c1, c2, r // 2)
+  mark()
   res(c2, c3, r // 4)
+  mark()
   cell(c3, c4, r // 4)
   params += 2 * c4  # last BN
   flops += c4 * num_classes
   params += c4 * num_classes + num_classes
-  return flops, params
+  mark()
+  ends = [(0, 0)] + marks
+  return ([b[0] - a[0] for a, b in zip(ends, ends[1:])],
+          [b[1] - a[1] for a, b in zip(ends, ends[1:])])
 
 
 class NATSSpace(SearchSpace):

@@ -284,8 +284,10 @@ def main(argv=None):
   s.say(f'  bf16 matmul {rate:.1f} TFLOP/s (the MFU denominator)')
   s.stage('steps', 90, lambda: step_table(s, rate))
   s.stage('scoring', 60, lambda: scoring(s))
+  # the fastest block-0 option (the textbook BN is a baseline, not one)
   ok = [r for r in s.results.get('steps', [])
-        if r.get('block') == 0 and 'ms_step' in r]
+        if r.get('block') == 0 and 'ms_step' in r
+        and 'textbook' not in r['label']]
   best = min(ok, key=lambda r: r['ms_step']) if ok else None
   overrides = best['overrides'] if best else ['--config.dtype=bfloat16']
   s.results['e2e_defaults'] = overrides
@@ -304,7 +306,11 @@ def main(argv=None):
                f"{out['projected_total_s'] / 60:.1f} min in all")
     s.say(line)
     return out
-  s.stage('end-to-end', min(cap, 60), e2e)
+  if cap >= 30:
+    s.stage('end-to-end', 30, e2e)
+  else:
+    s.results['skipped'].append(f'end-to-end: {cap:.0f} s left for it')
+    s.say(f'[end-to-end] skipped: {cap:.0f} s left for it')
   s.stage('hytra + resnet50', 45 if a.cpu else 120,
           lambda: hytra_and_resnet(s, rate))
   s.save()

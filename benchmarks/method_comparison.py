@@ -173,6 +173,8 @@ def main(argv=None):
       if m == 'data':
         paths = load_config_file(os.path.join(ROOT, config)).train.paths_per_step
         cmd += [*DATA, f'--config.train.paths_per_step={max(paths, 3)}']
+        if args.preset in QUICK:  # 16 steps: at 0.999 the key encoder
+          cmd.append('--config.moco.momentum=0.9')  # would stay 98% random
       if m == 'dna':
         teacher, extra = teacher_for(args, args.workdir)
         if not teacher:

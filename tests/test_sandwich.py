@@ -127,6 +127,44 @@ def _images(n=16, seed=0):
                                               np.uint8)
 
 
+def test_the_key_encoder_runs_the_largest_architecture_on_the_key_view():
+  """targets() runs the key encoder (the extra state's weights) once, at
+  the largest architecture whatever paths the step samples, on the second
+  view only (MoCo); its normalised output is what is enqueued."""
+  from bossnax.objectives.sandwich import SandwichContrastive
+  obj = SandwichContrastive(largest=(7, 7, 7), queue_size=8, dim=4)
+  calls = []
+  z = unit(np.random.default_rng(3).normal(size=(1, 4, 4))).astype(
+      np.float32)
+
+  def forward(params, stats, archs, views):
+    calls.append((params, np.asarray(archs), len(views), views[0]))
+    return tuple({'z': jnp.asarray(z) * (i + 1)} for i in range(len(views))), stats
+  extra = {'params': 'key weights', 'batch_stats': {}, 'queue':
+           jnp.zeros((8, 4)), 'ptr': jnp.int32(0)}
+  views = ('view 1', 'view 2')
+  (keys, queue), new = obj.targets(forward, extra, np.zeros((3, 3)), views)
+  [(params, archs, n, seen)] = calls
+  assert params == 'key weights' and n == 1 and seen == 'view 2'
+  np.testing.assert_array_equal(archs, [[7, 7, 7]])
+  assert keys[0] is None
+  np.testing.assert_allclose(new['queue'][:4], z[0], rtol=1e-6)
+  np.testing.assert_array_equal(queue, extra['queue'])  # negatives: before
+
+
+def test_data_refuses_width_groups_and_views_per_path():
+  from bossnax.methods import build_method
+  from bossnax.spaces import make_space
+  c = data_nats_config()
+  space = make_space(c.space)
+  for key, value in (('width_groups', 2), ('views_per_path', True)):
+    c2 = c.copy_and_resolve_references()
+    c2.train[key] = value
+    with pytest.raises(ValueError, match='set train.width_groups=1 and '
+                       'train.views_per_path=False'):
+      build_method(c2, space)
+
+
 def test_the_key_encoder_is_the_largest_network_and_sharding_changes_nothing():
   """Two steps from one state with different sampled paths enqueue the
   same keys (the key encoder's view of the largest network), while the

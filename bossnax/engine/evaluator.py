@@ -85,6 +85,7 @@ def calibrate(spec: ScoreSpec, state, archs, calib):
   per side, stacked; None without recalibration)."""
   sides = spec.objective.score_sides(state)
   fix = spec.objective.score_stats
+  need = tuple(spec.objective.calibrated_sides(len(sides)))
   if not spec.recalibrate:
     return tuple(fix(st) for _, st in sides), None
   start = spec.block > 0
@@ -102,16 +103,19 @@ def calibrate(spec: ScoreSpec, state, archs, calib):
 
     def one(arch, model=model, narrow=narrow):
       out = []
-      for (params, stats), h in zip(narrow, inputs):
+      for side in need:
+        (params, stats), h = narrow[side], inputs[side]
         _, upd = model.apply({'params': params, 'batch_stats': stats}, h,
                              arch, block=spec.block, mode='calibrate',
                              start=start, mutable=['batch_stats'])
         out.append(upd['batch_stats'])
       return tuple(out)
-    per_group.append(map_paths(one, archs[np.asarray(rows)], spec.path_chunk,
-                               spec.space.path_batching))
-  return tuple(prefix_stats), [tuple(fix(st) for st in g)
-                               for g in per_group]
+    got = map_paths(one, archs[np.asarray(rows)], spec.path_chunk,
+                    spec.space.path_batching)
+    # sides not recalibrated: None (`run` reads their statistics as is)
+    per_group.append(tuple(fix(got[need.index(i)]) if i in need else None
+                           for i in range(len(sides))))
+  return tuple(prefix_stats), per_group
 
 
 class PathRunner:
@@ -158,8 +162,10 @@ def losses(spec: ScoreSpec, state, stats, archs, v1, v2, w, y):
 
       def one(i, model=model, p=p, base=base, group_stats=group_stats,
               rows=rows):
-        st = base if group_stats is None else jax.tree.map(
-            lambda x: x[i], group_stats)
+        # (a side not recalibrated per path: its statistics as they are;
+        # score_stats is idempotent)
+        st = (spec.objective.score_stats(base) if group_stats is None
+              else jax.tree.map(lambda x: x[i], group_stats))
         apply = lambda x: model.apply({'params': p, 'batch_stats': st}, x,
                                       archs[rows[i]], block=spec.block,
                                       mode='eval', start=start)
@@ -342,7 +348,10 @@ class Evaluator:
         bool(s.recalibrate_bn) and self.space.batch_norm)
     calib = self.calib_input(calib_images)
     sides = self.objective.score_sides(state)
-    per_path = [[stats_fn(p, st, a, calib) for p, st in sides] for a in archs]
+    need = tuple(self.objective.calibrated_sides(len(sides)))
+    per_path = [[stats_fn(p, st, a, calib) if i in need else
+                 self.objective.score_stats(st)
+                 for i, (p, st) in enumerate(sides)] for a in archs]
     totals, count = None, 0.0
     for v1, v2, w, y in self.view_pairs(val_images, s.batch_size,
                                         val_weights, val_labels):

@@ -20,6 +20,13 @@ from bossnax.samplers import SandwichSampler
 
 
 def build(config, space):
+  t = config.train
+  # The key encoder runs one path (the largest) on the step's shared views;
+  # width groups would also narrow the sandwich's largest slot.
+  if t.width_groups != 1 or t.views_per_path:
+    raise ValueError('method=data trains the sandwich at full width on '
+                     'shared views: set train.width_groups=1 and '
+                     'train.views_per_path=False')
   return oneshot_plan(
       'data', config, space,
       sampler=SandwichSampler(space, config.train.paths_per_step,

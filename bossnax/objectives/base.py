@@ -98,6 +98,11 @@ class Objective:
     """The (params, batch_stats) pairs the score reads: side i of `run`."""
     return ((state['params'], state['batch_stats']),)
 
+  def calibrated_sides(self, num_sides):
+    """The sides whose statistics are recalibrated per path before
+    scoring (all here); `run(side, fn)` reads the others' as they are."""
+    return tuple(range(num_sides))
+
   def score_stats(self, stats):
     """The batch statistics a path is scored with, from those calibration
     left (any leading axes): unchanged here."""

@@ -151,9 +151,14 @@ class SandwichContrastive(Objective):
 
   def targets(self, forward, extra, archs, views, labels=None):
     del archs, labels  # the key encoder runs at the largest network only
+    # MoCo reads the key of the second view only (its query is the first
+    # view's): one forward of the largest network, as the official code.
+    key_views = views[1:] if self.loss_kind == 'moco' else views
     outs, stats = forward(extra['params'], extra['batch_stats'],
-                          self._largest(), views)
+                          self._largest(), key_views)
     keys = tuple(jax.lax.stop_gradient(normalize(o['z'][0])) for o in outs)
+    if self.loss_kind == 'moco':
+      keys = (None, keys[0])
     # This micro-batch's negatives are the queue before its own keys.
     queue, ptr = enqueue(extra['queue'], extra['ptr'], keys[1])
     targets = (keys, jax.lax.stop_gradient(extra['queue']))
@@ -186,6 +191,12 @@ class SandwichContrastive(Objective):
   def score_sides(self, state):
     return ((state['params'], state['batch_stats']),
             (state['extra']['params'], state['extra']['batch_stats']))
+
+  def calibrated_sides(self, num_sides):
+    del num_sides
+    # The key encoder (side 1) runs only at the largest network, with its
+    # own running statistics (run.at): no per-path recalibration of it.
+    return (0,)
 
   def score(self, run, weights, labels=None):
     del labels  # no labels: closeness to the largest network

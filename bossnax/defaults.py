@@ -570,7 +570,11 @@ def dynresnet_base():
            'stage_widths': dynresnet.WIDTHS, 'stage_depths': dynresnet.DEPTHS,
            'expansion': 4, 'num_classes': 1000, 'image_size': 224,
            'stem': 'imagenet',  # 'imagenet' (7x7/2 + max pool) | 'cifar'
-           'conv_init': 'he_fan_out'}  # torchvision's kaiming_normal
+           'conv_init': 'he_fan_out',  # torchvision's kaiming_normal
+           # elastic input (GAIA-ssl's 192-256 step 16): a resolution gene
+           # that sets the cost and the size candidates are scored at; ()
+           # = off (every network at image_size)
+           'resolutions': ()}
   c.space = type(c.space)(space)
   return c
 

@@ -127,3 +127,55 @@ def test_batch_norm_statistics_are_kept_per_width_and_skipped_blocks_keep_theirs
   # (width 4 of 8) was trained by earlier paths, its last 4 means still 0
   row = old['stage1_0']['bn1']['mean'][0]
   assert np.abs(row[:4]).max() > 0 and not np.abs(row[4:]).any()
+
+
+def test_an_elastic_resolution_gene_sets_the_cost_and_the_string():
+  space = DynResNetSpace(resolutions=(192, 208, 224, 240, 256))
+  assert space.count() == 85_293 * 5
+  r50 = space.parse('resnet50')  # the space's own size
+  assert space.to_string(r50) == '64:64-128-256-512:3-4-6-3@224'
+  at192 = space.from_string('64:64-128-256-512:3-4-6-3@192')
+  assert space.flops_params(at192) == resnet_cost(
+      64, (64, 128, 256, 512), (3, 4, 6, 3), resolution=192)
+  assert space.flops_params(at192)[0] < space.flops_params(r50)[0]
+  assert space.to_string(space.largest()).endswith('@256')
+  np.testing.assert_array_equal(
+      space.input_sizes(np.stack([space.flatten(at192),
+                                  space.flatten(r50)])), [192, 224])
+  with pytest.raises(ValueError, match='resolution=200 is not admitted'):
+    space.from_string('64:64-128-256-512:3-4-6-3@200')
+  with pytest.raises(ValueError, match='needs space.resolutions'):
+    DynResNetSpace().from_string('64:64-128-256-512:3-4-6-3@192')
+  assert DynResNetSpace().input_sizes(np.zeros((2, 9), np.int32)) is None
+
+
+def test_candidates_are_scored_at_their_own_resolution():
+  """Mixed resolutions in one call: each candidate's score is the one it
+  gets scored alone on the images resized to its resolution, and the
+  same network scores differently at another resolution."""
+  from bossnax import parallel
+  from bossnax.config import load_config_file
+  from bossnax.engine.evaluator import Evaluator
+  from conftest import ROOT, trainer
+  c = load_config_file(f'{ROOT}/configs/data_cifar.py:tiny')
+  c.space.resolutions = (12, 16)
+  c.data.image_size = 16
+  c.search.batch_size = c.search.calib_batch = 8
+  tr = trainer(c, image_shape=(16, 16, 3))
+  state = jax.device_put(tr.start_block(tr.init_state(0), 0),
+                         parallel.replicated(tr.mesh))
+  ev = Evaluator(c, tr.space, tr.model, tr.objective, tr.mesh)
+  space = tr.space
+  texts = ['8:4-8:2-2@16', '8:4-8:2-2@12', '4:4-8:1-2@12']
+  archs = np.stack([space.flatten(space.from_string(t)) for t in texts])
+  rng = np.random.default_rng(0)
+  val = rng.integers(0, 255, (8, 16, 16, 3), np.uint8)
+  calib = rng.integers(0, 255, (8, 16, 16, 3), np.uint8)
+  mixed = ev.score_archs(state, 0, archs, val, calib)
+  alone16 = ev.score_archs(state, 0, archs[:1], val, calib)
+  small = lambda x: ev._resized(x, 12)
+  assert small(val).shape == (8, 12, 12, 3)
+  alone12 = ev._score_archs(state, 0, archs[1:], small(val), small(calib))
+  np.testing.assert_allclose(mixed, np.concatenate([alone16, alone12]),
+                             rtol=1e-5, atol=1e-7)
+  assert abs(mixed[0] - mixed[1]) > 1e-6  # the same body at 16 and 12 px

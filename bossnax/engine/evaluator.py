@@ -304,7 +304,46 @@ class Evaluator:
   def score_archs(self, state, block, archs, val_images, calib_images,
                   val_weights=None, val_labels=None):
     """Mean score loss per path of `archs` [P, L] (they share blocks before
-    `block`); lower is better."""
+    `block`); lower is better. Architectures with their own input size
+    (the space's `input_sizes`: an elastic resolution) are scored in groups
+    of one size, on the images resized to it."""
+    archs = np.asarray(archs, np.int32)
+    sizes = self.space.input_sizes(archs)
+    if sizes is None or (len(set(sizes.tolist())) == 1
+                         and sizes[0] == val_images.shape[1]):
+      return self._score_archs(state, block, archs, val_images, calib_images,
+                               val_weights, val_labels)
+    losses, metrics = np.zeros(len(archs)), {}
+    for size in sorted(set(sizes.tolist())):
+      rows = np.flatnonzero(sizes == size)
+      losses[rows] = self._score_archs(
+          state, block, archs[rows], self._resized(val_images, size),
+          self._resized(calib_images, size), val_weights, val_labels)
+      for k, v in self.last_metrics.items():
+        metrics.setdefault(k, np.zeros(len(archs)))[rows] = v
+    self.last_metrics = metrics
+    return losses
+
+  def _resized(self, images, size):
+    """uint8 images [N, H, W, C] at size x size (bilinear, antialiased),
+    kept for the next call with the same array."""
+    if images.shape[1] == size and images.shape[2] == size:
+      return images
+    cache = self.__dict__.setdefault('_resize_cache', {})
+    key = (id(images), size)
+    if key not in cache:
+      if len(cache) > 8:
+        cache.clear()
+      with jax.default_device(jax.local_devices(backend='cpu')[0]):
+        x = jax.image.resize(jnp.asarray(images, jnp.float32),
+                             (images.shape[0], size, size, images.shape[3]),
+                             'bilinear', antialias=True)
+        out = np.asarray(jnp.clip(jnp.round(x), 0, 255)).astype(np.uint8)
+      cache[key] = (images, out)  # holds `images`: its id stays its own
+    return cache[key][1]
+
+  def _score_archs(self, state, block, archs, val_images, calib_images,
+                   val_weights=None, val_labels=None):
     archs = np.asarray(archs, np.int32)
     spec = self.spec(block, archs[:, self.space.block_slice(block)])
     calib_fn, loss_fn = compiled_scorer(spec, self.mesh)

@@ -262,6 +262,13 @@ class SearchSpace:
     """(multiply-adds of one image, parameter count) of the standalone net."""
     raise NotImplementedError
 
+  def input_sizes(self, flat):
+    """Per architecture of [N, L] flat vectors, the input side its images
+    are scored at, or None: every architecture runs at the data's size
+    (a space with an elastic resolution gene says otherwise)."""
+    del flat
+    return None
+
   def costs(self, flat: np.ndarray) -> np.ndarray:
     """(MAdds, params) of every architecture of [N, L] flat vectors, as
     int64 [N, 2] (spaces with an additive counter do it in one pass)."""

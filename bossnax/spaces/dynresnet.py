@@ -5,10 +5,15 @@ docs/data.md).
 
 An architecture is one block of nine choice indices:
 
-    [stem, w_1, w_2, w_3, w_4, d_1, d_2, d_3, d_4]
+    [stem, w_1, w_2, w_3, w_4, d_1, d_2, d_3, d_4]  (+ [resolution])
 
 written `stem:w1-w2-w3-w4:d1-d2-d3-d4` (bottleneck widths; a stage outputs
 `expansion` x its width), e.g. ResNet-50 is `64:64-128-256-512:3-4-6-3`.
+With `resolutions` (GAIA-ssl's elastic input, e.g. 192-256 step 16) a
+tenth gene is the input resolution, written `...:3-4-6-3@224`: it sets the
+architecture's cost and the size its images are scored at (the evaluator
+resizes them per resolution, `input_sizes`); the supernet's weights do not
+depend on it, and training runs at `data.image_size`.
 
 The searched values default to GAIA-ssl's: stem 32-64 step 16, widths
 from [48, 96, 192, 384] to [80, 160, 320, 640] in steps of [16, 32, 64,
@@ -90,7 +95,8 @@ class DynResNetSpace(SearchSpace):
 
   def __init__(self, stem_widths=STEM, stage_widths=WIDTHS,
                stage_depths=DEPTHS, expansion=4, num_classes=1000,
-               image_size=224, stem='imagenet', conv_init='he_fan_out'):
+               image_size=224, stem='imagenet', conv_init='he_fan_out',
+               resolutions=()):
     if stem not in ('imagenet', 'cifar'):
       raise ValueError(f"space.stem={stem!r}: use 'imagenet' (7x7/2 conv "
                        "and max pool) or 'cifar' (3x3/1 conv)")
@@ -106,6 +112,10 @@ class DynResNetSpace(SearchSpace):
     self.expansion, self.num_classes = int(expansion), int(num_classes)
     self.image_size, self.stem = int(image_size), stem
     self.conv_init = check_init(conv_init)
+    self.resolutions = tuple(int(r) for r in resolutions)
+    if any(r < 8 for r in self.resolutions):
+      raise ValueError(f'space.resolutions={self.resolutions}: input sides '
+                       'in pixels, e.g. (192, 208, 224, 240, 256)')
     n = len(self.stage_widths)
     searched = [self.stem_widths, *self.stage_widths, *self.stage_depths]
     # Admissible: searched, and the named networks' values that fit.
@@ -115,9 +125,13 @@ class DynResNetSpace(SearchSpace):
       if len(ws) == n and all(v <= max(s) for v, s in zip(values, searched)):
         for a, v in zip(admitted, values):
           a.add(v)
+    if self.resolutions:  # named networks at the space's own size
+      searched.append(self.resolutions)
+      admitted.append(set(self.resolutions) | {self.image_size})
     self.values_of = tuple(tuple(sorted(a)) for a in admitted)
     names = (['stem'] + [f'w{s + 1}' for s in range(n)] +
-             [f'd{s + 1}' for s in range(n)])
+             [f'd{s + 1}' for s in range(n)] +
+             (['resolution'] if self.resolutions else []))
     self.blocks = (Block('resnet', tuple(
         Layer(nm, v) for nm, v in zip(names, self.values_of))),)
     self._searched = tuple(
@@ -136,10 +150,30 @@ class DynResNetSpace(SearchSpace):
     """(stem width, bottleneck widths, depths) of an architecture."""
     v = [vals[i] for vals, i in zip(self.values_of, self.flatten(arch))]
     n = self.num_stages
-    return v[0], tuple(v[1:1 + n]), tuple(v[1 + n:])
+    return v[0], tuple(v[1:1 + n]), tuple(v[1 + n:1 + 2 * n])
 
-  def from_values(self, stem, widths, depths) -> Arch:
+  def resolution(self, arch: Arch) -> int:
+    """The input side the architecture runs at: its resolution gene, or
+    the space's image size."""
+    if not self.resolutions:
+      return self.image_size
+    return self.values_of[-1][int(self.flatten(arch)[-1])]
+
+  def input_sizes(self, flat):
+    """Per architecture of [N, L] flat vectors, the input side its images
+    are scored at; None when every architecture runs at one size."""
+    if not self.resolutions:
+      return None
+    table = np.asarray(self.values_of[-1])
+    return table[np.asarray(flat, np.int32)[:, -1]]
+
+  def from_values(self, stem, widths, depths, resolution=None) -> Arch:
     values = (stem, *widths, *depths)
+    if self.resolutions:
+      values += (self.image_size if resolution is None else resolution,)
+    elif resolution not in (None, self.image_size):
+      raise ValueError(f'dynresnet: resolution {resolution} needs '
+                       'space.resolutions (the elastic input option)')
     if len(values) != self.num_layers:
       raise ValueError(f'dynresnet: {self.num_stages} widths and depths '
                        f'expected, got {len(widths)} and {len(depths)}')
@@ -153,18 +187,21 @@ class DynResNetSpace(SearchSpace):
 
   def to_string(self, arch: Arch) -> str:
     stem, ws, ds = self.values(arch)
-    return f'{stem}:{"-".join(map(str, ws))}:{"-".join(map(str, ds))}'
+    text = f'{stem}:{"-".join(map(str, ws))}:{"-".join(map(str, ds))}'
+    return text + (f'@{self.resolution(arch)}' if self.resolutions else '')
 
   def from_string(self, text: str) -> Arch:
     try:
-      stem, ws, ds = str(text).strip().split(':')
+      body, _, res = str(text).strip().partition('@')
+      stem, ws, ds = body.split(':')
       values = (int(stem), [int(v) for v in ws.split('-')],
-                [int(v) for v in ds.split('-')])
+                [int(v) for v in ds.split('-')],
+                int(res) if res else None)
     except ValueError:
       raise ValueError(f'dynresnet architecture {text!r}: write stem:'
-                       'widths:depths, e.g. 64:64-128-256-512:3-4-6-3 (or a '
-                       f'name: {", ".join(self.named_architectures())})'
-                       ) from None
+                       'widths:depths[@resolution], e.g. '
+                       '64:64-128-256-512:3-4-6-3 (or a name: '
+                       f'{", ".join(self.named_architectures())})') from None
     return self.from_values(*values)
 
   def named_architectures(self):
@@ -232,8 +269,9 @@ class DynResNetSpace(SearchSpace):
                        stem_kind=self.stem)
 
   def flops_params(self, arch, resolution=None, **kw):
+    """At the architecture's own resolution unless `resolution` says."""
     del kw
-    return self._cost(*self.values(arch), resolution)
+    return self._cost(*self.values(arch), resolution or self.resolution(arch))
 
   def describe_named(self, text, resolution=None):
     """A torchvision network is counted whatever this space's lists are
@@ -272,6 +310,7 @@ class DynResNetSpace(SearchSpace):
     return net, np.zeros(self.num_layers, np.int32)
 
   def slice_variables(self, variables, arch, image_size=None):
+    # (the resolution gene, last, owns no weights: rows come from idx[:9])
     """The standalone network's variables: kernels and the classifier are
     the leading slices of the supernet's; a batch norm keeps the row of
     the path's width (of the stem for the stem's, of the stage

@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
 
 
 class Session:
@@ -210,7 +211,7 @@ def end_to_end(s, overrides, cap_s):
     c = parse_args(args, {})[0]
     images = 3 * c.train.epochs_per_block * (50_000 if not s.cpu else
                                              c.data.train_images or 2000)
-    rate = sorted(rates[len(rates) // 2:])[len(rates[len(rates) // 2:]) // 2]
+    rate = float(np.median(rates[len(rates) // 2:]))  # steady: 2nd half
     score_s = sum(r.get('vectorised_s', 0) for r in
                   s.results.get('scoring', []))
     out.update(images_per_s=rate, steps_logged=len(rates),

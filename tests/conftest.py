@@ -117,6 +117,28 @@ def write_teacher(config, arch_text, out, seed=1):
   return out
 
 
+class Killed(Exception):
+  """Raised by `kill_after`: the run stops as if its process died."""
+
+
+def kill_after(monkeypatch, n):
+  """Make every trainer's step raise Killed once `n` steps have run (undo
+  with monkeypatch.undo() before resuming)."""
+  from bossnax.engine.supernet import Trainer
+  original, calls = Trainer.step_fn, {'n': 0}
+
+  def step_fn(self, block):
+    fn = original(self, block)
+
+    def counted(*args):
+      if calls['n'] == n:
+        raise Killed()
+      calls['n'] += 1
+      return fn(*args)
+    return counted
+  monkeypatch.setattr(Trainer, 'step_fn', step_fn)
+
+
 def run_search(config, workdir):
   """(final state, meta) of a whole search run in `workdir`."""
   import jax

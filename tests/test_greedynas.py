@@ -149,10 +149,6 @@ def test_a_greedy_run_keeps_its_pool_stops_early_and_searches_from_it(
   assert len(rnd['losses']) == c.greedy.sample
 
 
-class Killed(Exception):
-  pass
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group('greedy_run')
 def test_killed_mid_round_and_resumed_equals_uninterrupted(
@@ -160,21 +156,9 @@ def test_killed_mid_round_and_resumed_equals_uninterrupted(
   """Killed at step 5: the last checkpoint (step 3) is inside the round that
   began at step 2, so the resumed run must train that round's paths from
   the checkpoint, and score the next rounds with the same weights."""
-  from bossnax.engine.supernet import Trainer
-  from conftest import run_search
+  from conftest import Killed, kill_after, run_search
   c, _, ref_state, ref_meta = greedy_run
-  original, calls = Trainer.step_fn, {'n': 0}
-
-  def step_fn(self, block):
-    fn = original(self, block)
-
-    def counted(*args):
-      if calls['n'] == 5:
-        raise Killed()
-      calls['n'] += 1
-      return fn(*args)
-    return counted
-  monkeypatch.setattr(Trainer, 'step_fn', step_fn)
+  kill_after(monkeypatch, 5)
   with pytest.raises(Killed):
     run_search(c, tmp_path / 'cut')
   monkeypatch.undo()

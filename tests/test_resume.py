@@ -16,28 +16,8 @@ from bossnax.checkpoint import Checkpointer
 from bossnax.engine.evaluator import Evaluator
 from bossnax.engine.supernet import Trainer
 from bossnax.run import FORMAT, Run
-from conftest import run_search
-
-
-
-class Killed(Exception):
-  pass
-
-
-def _kill_after(monkeypatch, n):
-  original = Trainer.step_fn
-  calls = {'n': 0}
-
-  def step_fn(self, block):
-    fn = original(self, block)
-
-    def counted(*args):
-      if calls['n'] == n:
-        raise Killed()
-      calls['n'] += 1
-      return fn(*args)
-    return counted
-  monkeypatch.setattr(Trainer, 'step_fn', step_fn)
+from conftest import Killed, run_search
+from conftest import kill_after as _kill_after
 
 
 def _equal_states(a, b):

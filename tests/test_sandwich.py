@@ -335,10 +335,6 @@ def test_a_tiny_run_trains_selects_and_exports_the_subnet(data_run):
       "['params']['block0']['classifier']['bias']"}
 
 
-class Killed(Exception):
-  pass
-
-
 @pytest.mark.slow
 @pytest.mark.xdist_group('data_run')
 def test_killed_and_resumed_equals_uninterrupted_queue_included(
@@ -346,23 +342,11 @@ def test_killed_and_resumed_equals_uninterrupted_queue_included(
   """Killed before step 3 (the last checkpoint is step 2's), resumed: the
   final state (queue, its pointer, the key encoder) and the search equal
   the uninterrupted run's."""
-  from bossnax.engine.supernet import Trainer
   from bossnax.run import Run
-  from conftest import run_search
+  from conftest import Killed, kill_after, run_search
   _, ref_state, ref_meta = data_run
   c = data_cifar_tiny()
-  original, calls = Trainer.step_fn, {'n': 0}
-
-  def step_fn(self, block):
-    fn = original(self, block)
-
-    def counted(*args):
-      if calls['n'] == 2:
-        raise Killed()
-      calls['n'] += 1
-      return fn(*args)
-    return counted
-  monkeypatch.setattr(Trainer, 'step_fn', step_fn)
+  kill_after(monkeypatch, 2)
   with pytest.raises(Killed):
     run_search(c, tmp_path / 'cut')
   monkeypatch.undo()

@@ -239,6 +239,7 @@ class Evaluator:
     self.view_fn = augment.make_view_fn(
         ml_collections.FrozenConfigDict(config.augment))
     self.last_metrics = {}  # per path, of the last score: e.g. accuracy
+    self._resize_cache = {}  # (id of images, size) -> (images, resized)
     a = config.augment
     self.clean_view = jax.jit(functools.partial(
         augment.eval_view, mean=tuple(a.mean), std=tuple(a.std)))
@@ -329,7 +330,7 @@ class Evaluator:
     kept for the next call with the same array."""
     if images.shape[1] == size and images.shape[2] == size:
       return images
-    cache = self.__dict__.setdefault('_resize_cache', {})
+    cache = self._resize_cache
     key = (id(images), size)
     if key not in cache:
       if len(cache) > 8:

@@ -36,6 +36,16 @@ def conv_init(name: str):
   return nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
+def conv(features, kernel, stride, name, init):
+  """A bias-free square conv with PyTorch's symmetric padding
+  ((kernel - 1) // 2) and the initialiser named `init` (the NATS and
+  DynamicResNet networks' convolutions)."""
+  pad = (kernel - 1) // 2
+  return nn.Conv(features, (kernel, kernel), strides=stride,
+                 padding=[(pad, pad), (pad, pad)], use_bias=False,
+                 kernel_init=conv_init(init), name=name)
+
+
 def per_choice_init(name: str, fan_in: tuple):
   """Initialiser of a [choices, C_in, C_out] stack of 1x1 kernels, where
   choice r reads only its first fan_in[r] input channels (the width

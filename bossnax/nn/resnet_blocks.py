@@ -26,15 +26,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from bossnax.nn.grouping import block_groups
-from bossnax.nn.init import conv_init
+from bossnax.nn.init import conv as _conv
 from bossnax.nn.switchable import SwitchableBatchNorm, channel_mask
-
-
-def _conv(features, kernel, stride, name, init):
-  pad = (kernel - 1) // 2  # PyTorch's symmetric padding
-  return nn.Conv(features, (kernel, kernel), strides=stride,
-                 padding=[(pad, pad), (pad, pad)], use_bias=False,
-                 kernel_init=conv_init(init), name=name)
 
 
 class Bottleneck(nn.Module):

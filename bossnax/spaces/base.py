@@ -356,3 +356,19 @@ def take_like(tree, like):
     raise ValueError(f'weights: shape {tuple(tree.shape)} where '
                      f'{tuple(like.shape)} is expected')
   return tree
+
+
+def leading_slices(tree, like):
+  """`tree` cut to the keys and shapes of `like`: each array's leading
+  slice (one line names what does not fit)."""
+  if hasattr(like, 'keys'):
+    missing = [k for k in like if k not in tree]
+    if missing:
+      raise ValueError(f'weights: no variable {missing[0]!r} where one is '
+                       'expected: they belong to another network')
+    return {k: leading_slices(tree[k], like[k]) for k in like}
+  shape = tuple(like.shape)
+  if len(shape) != tree.ndim or any(s > t for s, t in zip(shape, tree.shape)):
+    raise ValueError(f'weights: {tuple(tree.shape)} cannot hold a slice of '
+                     f'{shape}')
+  return tree[tuple(slice(0, s) for s in shape)]

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from bossnax.nn.init import check as check_init
-from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
+from bossnax.spaces.base import (Arch, Block, Layer, SearchSpace,
+                                 leading_slices)
 
 # GAIA-ssl's DynamicResNet search space (its configs' arch settings).
 STEM = (32, 48, 64)
@@ -310,11 +311,11 @@ class DynResNetSpace(SearchSpace):
     return net, np.zeros(self.num_layers, np.int32)
 
   def slice_variables(self, variables, arch, image_size=None):
-    # (the resolution gene, last, owns no weights: rows come from idx[:9])
     """The standalone network's variables: kernels and the classifier are
     the leading slices of the supernet's; a batch norm keeps the row of
     the path's width (of the stem for the stem's, of the stage
-    otherwise); blocks past a stage's depth are dropped."""
+    otherwise); blocks past a stage's depth are dropped (the resolution
+    gene owns no weights)."""
     net, flat = self.standalone(arch)
     size = image_size or self.image_size
     like = jax.eval_shape(lambda: net.init(
@@ -327,22 +328,12 @@ class DynResNetSpace(SearchSpace):
         return int(idx[0])
       return int(idx[int(top[len('stage'):].split('_')[0])])
 
-    def rec(tree, shapes, path):
-      if hasattr(shapes, 'keys'):
-        missing = [k for k in shapes if k not in tree]
-        if missing:
-          raise ValueError(f'weights: no variable {missing[0]!r} where one '
-                           'is expected: they belong to another network')
-        return {k: rec(tree[k], shapes[k], path + (k,)) for k in shapes}
-      shape = tuple(shapes.shape)
-      # path: (collection, block0, module, ..., leaf)
-      if path[-1] in ('scale', 'bias', 'mean', 'var', 'hits') and (
-          path[-2].startswith('bn') or path[-2].endswith('_bn')):
-        r = row(path[2:])
-        tree = tree[r:r + 1]
-      if len(shape) != tree.ndim or any(
-          s > t for s, t in zip(shape, tree.shape)):
-        raise ValueError(f'weights: {tuple(tree.shape)} cannot hold a slice '
-                         f'of {shape} ({"/".join(path)})')
-      return tree[tuple(slice(0, s) for s in shape)]
-    return {c: rec(variables[c], like[c], (c,)) for c in like}
+    def pick_row(path, leaf):  # path: (collection, block0, module, ...)
+      names = [k.key for k in path]
+      if names[-1] in ('scale', 'bias', 'mean', 'var', 'hits') and (
+          names[-2].startswith('bn') or names[-2].endswith('_bn')):
+        r = row(names[2:])
+        return leaf[r:r + 1]
+      return leaf
+    rows = jax.tree_util.tree_map_with_path(pick_row, dict(variables))
+    return leading_slices(rows, like)

@@ -33,7 +33,8 @@ import numpy as np
 
 from bossnax.nn.grouping import block_groups
 from bossnax.nn.init import check as check_init
-from bossnax.nn.init import conv_init, per_choice_init
+from bossnax.nn.init import conv as _conv
+from bossnax.nn.init import per_choice_init
 from bossnax.nn.switchable import SwitchableBatchNorm, channel_mask
 from bossnax.spaces.base import Arch, Block, Layer, SearchSpace
 
@@ -43,13 +44,6 @@ BLOCK_SPLITS = {
     'cifar10': ((0, 1), (2, 3), (4,)),
     'cifar100': ((0, 1), (2,), (3, 4)),
 }
-
-
-def _conv(features, kernel, stride, name, init):
-  pad = (kernel - 1) // 2  # PyTorch-style symmetric padding
-  return nn.Conv(features, (kernel, kernel), strides=stride,
-                 padding=[(pad, pad), (pad, pad)], use_bias=False,
-                 kernel_init=conv_init(init), name=name)
 
 
 class _ConvBN(nn.Module):

@@ -17,7 +17,9 @@ into WORKDIR/teacher (NATS: the widest network, configs/retrain_hytra.py:
 nats_quick for the quick preset, :nats otherwise; the MBConv quick/tiny and
 HyTra tiny presets: retrain_hytra.py:*_teacher); on HyTra the search's
 space.block_ends are set to where the teacher's blocks end. Writes WORKDIR/comparison.json
-and prints the table; the wall times include compilation.
+and, where there is a ground truth, WORKDIR/comparison.png (a scatter of score against true
+accuracy per method, and the log-channels size baseline's); prints the table; the wall times
+include compilation.
 """
 
 from __future__ import annotations
@@ -204,7 +206,7 @@ def report(args, methods, times):
   truth_file = c.search.truth_file
   truth = (rank.read_truth(os.path.join(ROOT, truth_file)) if truth_file
            else None)
-  rows, baselines, base_n = [], None, 0
+  rows, baselines, base_n, panels = [], None, 0, []
   for m in methods:
     path = os.path.join(args.workdir, m, 'scores.csv')
     if not os.path.isfile(path):
@@ -212,7 +214,9 @@ def report(args, methods, times):
     row = {'method': m, 'training': ROWS[m][0], 'evaluation': ROWS[m][1],
            'wall_s': times.get(m)}
     if truth is not None:
-      r = rank.evaluate(rank.read_scores(path), truth)
+      scores = rank.read_scores(path)
+      r = rank.evaluate(scores, truth)
+      panels.append((m, ROWS[m][1], scores, r))
       row.update({k: r[k] for k in ('kendall', 'spearman', 'pearson', 'n',
                                     'within_decile_spearman',
                                     'top_decile_spearman')})
@@ -252,8 +256,48 @@ def report(args, methods, times):
       b = dict(b, regret={g['budget_quantile']: g['regret']
                           for g in b['regret']})
       print(fmt(b, name, 'size baseline'))
+  figure = ''
+  if panels:
+    figure = os.path.join(args.workdir, 'comparison.png')
+    draw(panels, truth, figure, f'{args.space} {args.preset}' + (
+        ' (CPU smoke budget: not a result)' if smoke else ''))
+    print(f'figure: {figure}')
   return {'space': args.space, 'preset': args.preset, 'smoke': smoke,
-          'rows': rows, 'baselines': baselines}
+          'rows': rows, 'baselines': baselines, 'figure': figure}
+
+
+def draw(panels, truth, path, suptitle):
+  """One scatter of score against true accuracy per method, and the
+  strongest size proxy's (log channels where the space has it, else
+  params) over the same architectures as the widest method panel."""
+  import matplotlib
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt
+  from bossnax import rank
+  widest = max(panels, key=lambda p: p[3]['n'])
+  archs = [a for a in truth if a in widest[2]]
+  proxy = rank.log_channels(archs[0]) is not None
+  base = {a: (rank.log_channels(a) if proxy else widest[2][a][2],)
+          for a in archs}
+  name = 'log channels' if proxy else 'params'
+  panels = panels + [(name, 'size baseline, no training', base,
+                      rank.evaluate({a: (v[0],) + widest[2][a][1:]
+                                     for a, v in base.items()}, truth))]
+  cols = min(4, len(panels))
+  rows = -(-len(panels) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.2 * rows),
+                           squeeze=False)
+  for ax, (m, evaluation, scores, r) in zip(axes.flat, panels):
+    common = [a for a in truth if a in scores]
+    rank.scatter(ax, [scores[a][0] for a in common],
+                 [truth[a] for a in common], rank.title(m, r),
+                 xlabel=evaluation)
+  for ax in list(axes.flat)[len(panels):]:
+    ax.axis('off')
+  fig.suptitle(suptitle)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
 
 
 if __name__ == '__main__':

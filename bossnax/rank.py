@@ -231,18 +231,27 @@ def format_report(result):
   return '\n'.join(lines)
 
 
+def scatter(ax, x, y, title, xlabel='bossnax score (higher = better)'):
+  """One ranking against the truth on `ax` (the paper's Fig. 6 and 8)."""
+  ax.scatter(x, y, s=4, alpha=0.5)
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel('true accuracy (%)')
+  ax.set_title(title, fontsize=9)
+
+
+def title(name, result):
+  return (f"{name}\nSpearman {result['spearman']:.3f}, Kendall "
+          f"{result['kendall']:.3f} (n={result['n']})")
+
+
 def plot(scores, truth, path, result):
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
   archs = [a for a in truth if a in scores]
   fig, ax = plt.subplots(figsize=(5, 4))
-  ax.scatter([scores[a][0] for a in archs], [truth[a] for a in archs], s=4,
-             alpha=0.5)
-  ax.set_xlabel('bossnax score (higher = better)')
-  ax.set_ylabel('true accuracy (%)')
-  ax.set_title(f"Spearman {result['spearman']:.3f}, Kendall "
-               f"{result['kendall']:.3f} (n={result['n']})")
+  scatter(ax, [scores[a][0] for a in archs], [truth[a] for a in archs],
+          title('scores', result))
   fig.tight_layout()
   fig.savefig(path, dpi=120)
   plt.close(fig)

@@ -137,3 +137,36 @@ def test_per_layer_width_report_by_hand(tmp_path):
                         f'--scores={other}'], capture_output=True, text=True,
                        cwd=ROOT)
   assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not TRUTH.exists(), reason='needs ../shared')
+def test_comparison_harness_reports_finished_runs(tmp_path):
+  """benchmarks/method_comparison.py on finished workdirs (none is run
+  again): each row's correlations are rank.evaluate's of its scores.csv, the
+  log-channels baseline is there, and the figure is written."""
+  sys.path.insert(0, str(ROOT / 'benchmarks'))
+  import method_comparison
+  truth = rank.read_truth(TRUTH)
+  rng = np.random.default_rng(0)
+  made = {'bossnas': _scores(truth, lambda a: truth[a] + 3 * rng.normal()),
+          'supervised': _scores(list(truth)[:300], lambda a: -truth[a])}
+  for m, scores in made.items():
+    (tmp_path / m).mkdir()
+    with open(tmp_path / m / 'scores.csv', 'w') as f:
+      f.write('arch,score,flops,params\n')
+      for a, (s, fl, pa) in scores.items():
+        f.write(f'{a},{s},{fl},{pa}\n')
+  assert method_comparison.main(['--space=nats', '--preset=quick',
+                                 f'--workdir={tmp_path}',
+                                 '--methods=bossnas,supervised']) == 0
+  table = json.loads((tmp_path / 'comparison.json').read_text())
+  rows = {r['method']: r for r in table['rows']}
+  for m, scores in made.items():
+    r = rank.evaluate(scores, truth)
+    assert rows[m]['spearman'] == pytest.approx(r['spearman'])
+    assert rows[m]['n'] == len(scores)
+  assert rows['supervised']['spearman'] == pytest.approx(-1)
+  assert table['baselines']['log_channels']['spearman'] > 0.9
+  assert table['baselines']['log_channels']['n'] == 2048
+  png = (tmp_path / 'comparison.png').read_bytes()
+  assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 20_000

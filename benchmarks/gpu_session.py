@@ -23,7 +23,10 @@ In order (each stage skipped, and said so, when the time left is short):
      and the projected total (training + stage 3's scoring);
   5. HyTra's ResNet50-T in bfloat16 inside the supernet against standalone
      (benchmarks/hytra_path.py), and a plain Flax ResNet-50 (the dynresnet
-     space's standalone network) in bfloat16, both at batch 256.
+     space's standalone network) in bfloat16, both at batch 256;
+  6. DeiT's on-device training views at 224 px, batch 256, with and
+     without RandAugment (benchmarks/augment_views.py): what AutoFormer's
+     and the retraining's augmentation costs next to a step.
 --cpu-check: tiny networks, batches and images, same functions: the
 figures mean nothing, the code paths are the device's.
 """
@@ -262,6 +265,20 @@ def hytra_and_resnet(s, peak):
   return res
 
 
+def views(s):
+  import augment_views
+  out = []
+  for ops in augment_views.DEIT:
+    r = (augment_views.measure(ops, 32, 8, 2) if s.cpu else
+         augment_views.measure(ops, 224, 256, 10))
+    s.say(f"  views {ops}: {r['images_s']:.0f} img/s "
+          f"({r['ms_batch']:.1f} ms per batch of {r['batch']})")
+    out.append(r)
+  s.results['augment_views'] = out
+  s.save()
+  return out
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--out', default=os.environ.get('OUT', '/tmp/gpu_session'))
@@ -292,7 +309,7 @@ def main(argv=None):
   best = min(ok, key=lambda r: r['ms_step']) if ok else None
   overrides = best['overrides'] if best else ['--config.dtype=bfloat16']
   s.results['e2e_defaults'] = overrides
-  reserve = 45 if a.cpu else 150  # stage 5
+  reserve = 60 if a.cpu else 175  # stages 5 and 6
   cap = a.e2e_s or max(s.left() - reserve, 0)
   if a.cpu:  # the tiny run cut short: the projection's code path
     cap = min(cap, 40)
@@ -314,6 +331,7 @@ def main(argv=None):
     s.say(f'[end-to-end] skipped: {cap:.0f} s left for it')
   s.stage('hytra + resnet50', 45 if a.cpu else 120,
           lambda: hytra_and_resnet(s, rate))
+  s.stage('augment views', 15 if a.cpu else 25, lambda: views(s))
   s.save()
   s.say(f"results in {a.out}/gpu_session.json ({s.results['elapsed_s']:.0f} s)")
   return 0

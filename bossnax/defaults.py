@@ -102,6 +102,8 @@ def search_config() -> ml_collections.ConfigDict:
   # op 'color': brightness, contrast, saturation, hue (BYOL's; MoCo v2's
   # saturation is 0.4)
   c.augment.jitter = (0.4, 0.4, 0.2, 0.1)
+  # op 'randaug': timm's RandAugment string (DeiT / AutoFormer's default)
+  c.augment.randaug = 'rand-m9-mstd0.5-inc1'
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global batch of one micro-step
@@ -541,7 +543,8 @@ def autoformer_recipe(c, mutation='code'):
   t.accum_steps = 1
   t.batch_size = 1024
   t.epochs_per_block = 500
-  c.augment.ops = 'rrc,flip,erase'
+  c.augment.ops = 'rrc,flip,randaug,erase'  # DeiT's views
+  c.augment.randaug = 'rand-m9-mstd0.5-inc1'
   c.augment.erase_prob = 0.25
   s = c.search
   s.strategy = 'evolution'

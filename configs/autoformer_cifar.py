@@ -30,7 +30,7 @@ def get_config(preset: str = ''):
   c.data.holdout_per_class = 100
   defaults.autoformer_recipe(
       c, 'paper' if 'paper_mutation' in opts else 'code')
-  c.augment.ops = 'crop_flip,erase'  # CIFAR's crops at 32 px
+  c.augment.ops = 'crop_flip,randaug,erase'  # CIFAR's crops at 32 px
   c.train.batch_size = 256
   c.train.epochs_per_block = 300
   c.train.warmup_epochs = 5.0
@@ -77,7 +77,9 @@ def _quick(c):
 
 def _tiny(c):
   """Seconds, for tests: 8x8 images, 2x2 patches, depth 1-2, 64 training
-  images, one epoch, an evolution of 6 x 2 generations."""
+  images, one epoch, an evolution of 6 x 2 generations; no RandAugment
+  (its compilation would double the test's; tests/test_randaugment.py
+  checks it)."""
   c.space.update(dict(embed_dims=(8, 16), depths=(1, 2),
                       mlp_ratios=(1.0, 2.0), heads=(1, 2), head_dim=8,
                       image_size=8, patch_size=2, max_rel_pos=2))
@@ -85,6 +87,7 @@ def _tiny(c):
   c.data.holdout_per_class = 2
   c.data.image_size = 8
   c.augment.pad = 1
+  c.augment.ops = 'crop_flip,erase'
   c.train.batch_size = 16
   c.train.epochs_per_block = 1
   c.train.warmup_epochs = 0.25

@@ -47,7 +47,10 @@ def get_config(preset: str = ''):
   c.data.test_split = 'validation'
 
   c.augment = ml_collections.ConfigDict()
-  c.augment.ops = 'rrc,flip'  # ops of bossnax/data/augment.py, in order
+  # ops of bossnax/data/augment.py, in order: DeiT's views
+  c.augment.ops = 'rrc,flip,randaug,erase'
+  c.augment.randaug = 'rand-m9-mstd0.5-inc1'  # timm's string, DeiT's
+  c.augment.erase_prob = 0.25
   c.augment.pad = 4  # for 'crop_flip'
   c.augment.mean = defaults.IMAGENET_MEAN
   c.augment.std = defaults.IMAGENET_STD

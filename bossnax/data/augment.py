@@ -16,6 +16,10 @@ Ops (a comma-separated `augment.ops`):
   gray       grayscale with probability 0.2;
   blur       Gaussian blur, probability per view from `blur_prob`;
   solarize   solarisation, probability per view from `solarize_prob`;
+  randaug    RandAugment as timm's `augment.randaug` string (default
+             'rand-m9-mstd0.5-inc1', DeiT's and AutoFormer's), on whole
+             levels 0..255 as timm's PIL ops (bossnax/data/randaugment.py);
+             the fill of its geometric ops is the dataset mean;
   erase      random erasing (timm's RandomErasing, mode 'pixel', one box)
              with probability `erase_prob`, on the normalised image; must
              come last.
@@ -29,8 +33,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from bossnax.data import randaugment
+
 OPS = ('crop_flip', 'rrc', 'flip', 'color', 'gray', 'blur', 'solarize',
-       'erase')
+       'randaug', 'erase')
 
 
 def _per_example(fn):
@@ -233,6 +239,11 @@ def _view_fn(cfg):
   if len(jitter) != 4:
     raise ValueError(f'augment.jitter={jitter}: give four strengths '
                      '(brightness, contrast, saturation, hue)')
+  if 'randaug' in ops:
+    ra_spec = randaugment.RandAugmentSpec.parse(
+        cfg.get('randaug', 'rand-m9-mstd0.5-inc1'))
+    ra_fill = jnp.asarray([min(255, round(255 * m)) for m in cfg.mean],
+                          jnp.float32)
 
   def one_view(key, images, v):
     x = images.astype(jnp.float32)
@@ -241,6 +252,12 @@ def _view_fn(cfg):
       k = jax.random.fold_in(key, i)
       if op == 'crop_flip':
         x = _per_example(_crop_flip)(k, x, cfg.pad)
+        continue
+      if op == 'randaug':  # on whole levels, as timm's PIL images
+        levels = x if crop_in_uint8_range else jnp.round(x * 255.0)
+        levels = _per_example(randaugment.rand_augment)(
+            k, jnp.clip(levels, 0, 255), ra_spec, ra_fill)
+        x = levels if crop_in_uint8_range else levels / 255.0
         continue
       if crop_in_uint8_range:  # colour ops work on [0, 1]
         x, crop_in_uint8_range = x / 255.0, False

@@ -155,6 +155,9 @@ def search_config() -> ml_collections.ConfigDict:
   c.train.min_lr = 0.0
   c.train.log_every_steps = 20
   c.train.checkpoint_every_steps = 200
+  # DeiT's repeated augmentation: each batch holds batch/r images r times
+  # (data/pipeline.py); 1 = off
+  c.train.repeated_aug = 1
   c.train.keep_checkpoints = 3
 
   c.search = ml_collections.ConfigDict()
@@ -544,6 +547,7 @@ def autoformer_recipe(c, mutation='code'):
   t.batch_size = 1024
   t.epochs_per_block = 500
   c.augment.ops = 'rrc,flip,randaug,erase'  # DeiT's views
+  t.repeated_aug = 3  # AutoFormer's supernet training (DeiT's sampler)
   c.augment.randaug = 'rand-m9-mstd0.5-inc1'
   c.augment.erase_prob = 0.25
   s = c.search

@@ -255,7 +255,8 @@ class Retrain:
     self.batches = Batches(self.source, 'train', t.batch_size, seed=c.seed,
                            process_index=jax.process_index(),
                            process_count=jax.process_count(),
-                           workers=c.data.workers)
+                           workers=c.data.workers,
+                           repeats=t.get('repeated_aug', 1))
     self.steps_per_epoch = self.batches.steps_per_epoch
     self.total_steps = max(1, int(t.epochs * self.steps_per_epoch))
     self.spec = RetrainSpec(

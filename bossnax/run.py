@@ -60,7 +60,8 @@ class Run:
                            seed=config.seed,
                            process_index=jax.process_index(),
                            process_count=jax.process_count(),
-                           workers=config.data.workers)
+                           workers=config.data.workers,
+                           repeats=t.get('repeated_aug', 1))
     self.trainer = Trainer(config, self.space, self.method.objective,
                            self.mesh, self.batches.steps_per_epoch,
                            self.source.image_shape)

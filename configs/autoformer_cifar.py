@@ -79,7 +79,7 @@ def _tiny(c):
   """Seconds, for tests: 8x8 images, 2x2 patches, depth 1-2, 64 training
   images, one epoch, an evolution of 6 x 2 generations; no RandAugment
   (its compilation would double the test's; tests/test_randaugment.py
-  checks it)."""
+  checks it) and no repeated augmentation (tests/test_data.py)."""
   c.space.update(dict(embed_dims=(8, 16), depths=(1, 2),
                       mlp_ratios=(1.0, 2.0), heads=(1, 2), head_dim=8,
                       image_size=8, patch_size=2, max_rel_pos=2))
@@ -88,6 +88,7 @@ def _tiny(c):
   c.data.image_size = 8
   c.augment.pad = 1
   c.augment.ops = 'crop_flip,erase'
+  c.train.repeated_aug = 1
   c.train.batch_size = 16
   c.train.epochs_per_block = 1
   c.train.warmup_epochs = 0.25

@@ -58,6 +58,7 @@ def get_config(preset: str = ''):
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 1024  # global
   c.train.epochs = 300
+  c.train.repeated_aug = 3  # DeiT's: batch/3 images, 3 times each
   c.train.lr = 1e-3  # AdamW peak lr per 1024 images: lr * batch_size / 1024
   c.train.weight_decay = 0.05  # not on biases and norm parameters
   c.train.warmup_epochs = 5.0
@@ -88,6 +89,8 @@ def get_config(preset: str = ''):
   c.distributed.process_id = -1
   c.distributed.cpu_collectives = ''
 
+  if preset:  # the presets are CIFAR-sized recipes: no repeated augmentation
+    c.train.repeated_aug = 1
   if preset == 'cifar':
     _cifar(c)
   elif preset == 'tiny':

@@ -81,6 +81,52 @@ def test_batches_are_deterministic_and_tile_over_processes():
     Batches(src, 'train', 4096, seed=0)
 
 
+class _Recording:
+  """A source whose images say which index and draw made them."""
+
+  def __init__(self, n=600):
+    self.n, self.draws = n, []
+
+  def num_examples(self, split):
+    return self.n
+
+  def get(self, split, indices, draw=None):
+    self.draws.append(draw)
+    idx = np.asarray(indices)
+    return (np.stack([idx, np.full_like(idx, draw)], 1),
+            idx % 10)
+
+
+def test_repeated_augmentation_batches():
+  """DeiT's sampler (train.repeated_aug=3): the epoch's order with each
+  image three times in a row, cut into batches (a batch not divisible by
+  3 splits an image's copies over two steps); each copy loaded with its own
+  draw (host crops differ); an epoch keeps its steps and sees a third of the
+  images; processes tile the batch."""
+  src = _Recording()
+  for batch in (60, 64):
+    plain = Batches(src, 'train', batch, seed=5)
+    ra = Batches(src, 'train', batch, seed=5, repeats=3)
+    steps = ra.steps_per_epoch
+    assert steps == plain.steps_per_epoch == 600 // batch
+    order = np.concatenate([plain.indices(s) for s in range(steps)])
+    stream = np.concatenate([ra.indices(s) for s in range(steps)])
+    np.testing.assert_array_equal(stream, np.repeat(order, 3)[:len(stream)])
+    assert len(set(stream)) == -(-steps * batch // 3)  # a third, r times
+  ra = Batches(src, 'train', 60, seed=5, repeats=3)
+  loaded = ra.load(4)
+  np.testing.assert_array_equal(loaded['image'][:, 0], ra.indices(4))
+  draws = loaded['image'][:, 1].reshape(20, 3)
+  np.testing.assert_array_equal(draws, np.tile([12, 13, 14], (20, 1)))
+  np.testing.assert_array_equal(loaded['label'], ra.indices(4) % 10)
+  parts = [Batches(src, 'train', 60, seed=5, repeats=3, process_index=i,
+                   process_count=4).load(4)['image'] for i in range(4)]
+  np.testing.assert_array_equal(np.concatenate(parts), loaded['image'])
+  assert Batches(src, 'train', 60, seed=5).load(4)['image'][0, 1] == 4
+  with pytest.raises(ValueError, match='repeated_aug=0'):
+    Batches(src, 'train', 60, seed=5, repeats=0)
+
+
 def test_crop_flip_is_a_window_of_the_padded_image():
   rng = np.random.default_rng(0)
   x = rng.integers(0, 255, (6, 8, 8, 3), np.uint8)

@@ -188,6 +188,12 @@ def search_config() -> ml_collections.ConfigDict:
   c.search.evaluations = 1000
   c.search.min_flops = 0.0  # MAdds, M
   c.search.min_params = 0.0  # M
+  # Measured latency (searchers/latency.py; evolution, nsga2, random only):
+  # a limit in ms of a forward pass of latency_batch images on this device,
+  # and nsga2's second objective: 'flops' | 'params' | 'latency'
+  c.search.latency_budget = 0.0
+  c.search.latency_batch = 1
+  c.search.objective = 'flops'
   c.search.evolution = ml_collections.ConfigDict()  # SPOS / AutoFormer
   c.search.evolution.population = 50
   c.search.evolution.generations = 20

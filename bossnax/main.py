@@ -47,7 +47,12 @@ def print_correlations(config, workdir):
     if not os.path.exists(truth):
       logging.warning('search.truth_file %s not found: no correlations', truth)
     else:
-      print('\n' + rank.format_report(rank.evaluate_files(scores, truth)))
+      try:
+        result = rank.evaluate_files(scores, truth)
+      except ValueError as e:  # the ranking is written: say why, not fail
+        logging.warning('no correlations with %s: %s', truth, e)
+        return
+      print('\n' + rank.format_report(result))
 
 
 def _search(config, flags):

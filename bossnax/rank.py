@@ -186,6 +186,12 @@ def evaluate(scores, truth):
   if not archs:
     raise ValueError('no architecture of the scores is in the truth file: '
                      'were they made for the same search space?')
+  if len(archs) < 3:
+    raise ValueError(f'only {len(archs)} of the {len(scores)} scored '
+                     'architectures are in the truth file: correlations need '
+                     '3 or more (a search that evaluates a few: add '
+                     'search.archs_file=TRUTH.csv to score its architectures '
+                     'too)')
   y = np.array([truth[a] for a in archs])
   s = np.array([scores[a][0] for a in archs])
   flops = np.array([scores[a][1] for a in archs])

@@ -43,20 +43,29 @@ def _row(r):
   return dict(zip(('arch', 'score', 'flops', 'params'), r))
 
 
-def plot(rows, front, budget, path, title):
-  """Score against MAdds: every evaluated architecture, the front, the
-  budget line."""
+COSTS = {  # x of pareto.png: (the row's cost, axis label)
+    'flops': (lambda r: r[2] / 1e6, 'MAdds (M)'),
+    'params': (lambda r: r[3] / 1e6, 'params (M)'),
+}
+
+
+def plot(rows, front, budget, path, title, cost='flops', ms=None):
+  """Score against the cost (MAdds, params or measured ms): every
+  evaluated architecture, the front, the budget line."""
   import matplotlib
   matplotlib.use('Agg')
   import matplotlib.pyplot as plt
+  x, label = (COSTS[cost] if cost != 'latency' else
+              (lambda r: ms[r[0]], 'latency (ms, this device)'))
+  rows = [r for r in rows if cost != 'latency' or r[0] in ms]
   fig, ax = plt.subplots(figsize=(6, 4))
-  ax.scatter([r[2] / 1e6 for r in rows], [r[1] for r in rows], s=8,
+  ax.scatter([x(r) for r in rows], [r[1] for r in rows], s=8,
              color='0.7', label=f'evaluated ({len(rows)})')
-  ax.plot([r[2] / 1e6 for r in front], [r[1] for r in front], 'o-',
+  ax.plot([x(r) for r in front], [r[1] for r in front], 'o-',
           color='#ee6677', ms=4, label='Pareto front')
   if budget:
-    ax.axvline(budget, color='#4477aa', ls='--', label='MAdds budget')
-  ax.set_xlabel('MAdds (M)')
+    ax.axvline(budget, color='#4477aa', ls='--', label='budget')
+  ax.set_xlabel(label)
   ax.set_ylabel('score (higher is better)')
   ax.set_title(title, fontsize=9)
   ax.legend(fontsize=8)
@@ -149,6 +158,9 @@ def main(argv=None):
                  help='ms: each candidate under the other budgets is jitted '
                  'and timed on this device (searchers/latency.py)')
   p.add_argument('--latency_batch', type=int, default=1)
+  p.add_argument('--objective', default='flops', choices=ev.OBJECTIVES,
+                 help='nsga2: the cost it trades the score against '
+                 '(latency: measured for every candidate)')
   p.add_argument('--image_size', type=int, default=0,
                  help='for latency: the input side (default: the run\'s, '
                  'else 32 for nats and 224 for the others)')
@@ -198,12 +210,18 @@ def main(argv=None):
       used = 0
     else:
       kw = {}
-      if args.latency_budget:
-        from bossnax.searchers.latency import MeasuredLatency
-        size = args.image_size or image_size or (
-            32 if space.name == 'nats' else 224)
+      by_latency = args.strategy == 'nsga2' and args.objective == 'latency'
+      if args.objective != 'flops' and args.strategy != 'nsga2':
+        raise ValueError(f'--objective={args.objective} is nsga2\'s: add '
+                         '--strategy=nsga2 (or use --latency_budget)')
+      if args.latency_budget or by_latency:
+        from bossnax.searchers.latency import (MeasuredLatency,
+                                               default_image_size)
+        size = args.image_size or image_size or default_image_size(space)
         latency = kw['latency'] = MeasuredLatency(space, size,
                                                   args.latency_batch)
+      if args.strategy == 'nsga2':
+        kw['objectives'] = (args.objective,)
       if args.strategy != 'random':
         kw['settings'] = ev.EvolutionSettings(**{
             n: getattr(args, n) for n in vars(ev.EvolutionSettings())
@@ -222,7 +240,12 @@ def main(argv=None):
           space, fitness, budget=budget, seed=args.seed,
           max_evaluations=args.evaluations, **kw)
       rows = ranking.rows
-      front = ev.pareto_front(rows)
+      if by_latency:
+        from bossnax.searchers.latency import front as latency_front
+        front = latency_front(rows, latency.measured)
+      else:
+        front = ev.pareto_front(rows, (args.objective,) if
+                                args.strategy == 'nsga2' else ('flops',))
   except USER_ERRORS as e:
     return fail(e)
   if not rows:
@@ -251,9 +274,11 @@ def main(argv=None):
                             'image_size': latency.image_size}
     with open(os.path.join(args.out, 'search.json'), 'w') as f:
       json.dump(summary, f, indent=1)
-    plot(rows, front, args.flops_budget,
-         os.path.join(args.out, 'pareto.png'),
-         f'{space.name}: {how}')
+    cost = args.objective if args.strategy == 'nsga2' else 'flops'
+    budget = {'flops': args.flops_budget, 'params': args.params_budget,
+              'latency': args.latency_budget}[cost]
+    plot(rows, front, budget, os.path.join(args.out, 'pareto.png'),
+         f'{space.name}: {how}', cost, latency.measured if latency else None)
     print(f'wrote {args.out}/search.json and pareto.png')
   return 0
 

@@ -170,3 +170,25 @@ def test_comparison_harness_reports_finished_runs(tmp_path):
   assert table['baselines']['log_channels']['n'] == 2048
   png = (tmp_path / 'comparison.png').read_bytes()
   assert png[:8] == b'\x89PNG\r\n\x1a\n' and len(png) > 20_000
+
+
+@pytest.mark.skipif(not TRUTH.exists(), reason='needs ../shared')
+def test_too_few_scored_truth_architectures_is_a_note_not_a_crash(
+    tmp_path, caplog):
+  """A search that evaluates a few architectures (evolution on NATS) may
+  share only one or two with the truth sample: rank says so in one line,
+  and the main run's report logs it after writing its ranking."""
+  import ml_collections
+  from bossnax.main import print_correlations
+  truth = rank.read_truth(TRUTH)
+  two = dict(list(_scores(list(truth)[:2], lambda a: 1.0).items()) +
+             [('8:8:8:8:8', (0.5, 1.0, 2.0))] * ('8:8:8:8:8' not in truth))
+  with pytest.raises(ValueError, match='only 2 of the .* search.archs_file'):
+    rank.evaluate(two, truth)
+  with open(tmp_path / 'scores.csv', 'w') as f:
+    f.write('arch,score,flops,params\n')
+    for a, (s, fl, pa) in two.items():
+      f.write(f'{a},{s},{fl},{pa}\n')
+  config = ml_collections.ConfigDict({'search': {'truth_file': str(TRUTH)}})
+  print_correlations(config, str(tmp_path))  # no exception
+  assert 'no correlations' in caplog.text and 'only 2' in caplog.text

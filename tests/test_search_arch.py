@@ -172,3 +172,78 @@ def test_a_latency_budget_is_checked_with_the_latency_cost(nats):
   text = space.to_string(space.smallest())
   ms = measured(text)
   assert np.isfinite(ms) and ms > 0 and measured(text) == ms
+
+
+def _fake_ms(space, text):
+  """A made-up latency that is not MAdds (the last two layers cost most),
+  so a front over it differs from the MAdds front."""
+  c = [int(v) for v in text.split(':')]
+  return 0.1 * c[0] + 0.2 * c[1] + c[3] + 2.0 * c[4]
+
+
+def test_nsga2_trades_the_score_against_latency(nats, tmp_path, capsys,
+                                                monkeypatch):
+  """search.objective=latency: NSGA-II's second objective is the measured
+  latency (made up here, through MeasuredLatency's cache), every evaluated
+  architecture is measured, the written front is non-dominated in (score,
+  ms) and differs from the MAdds front; the CLI draws it against ms."""
+  from bossnax.searchers import latency as lat
+  space, table = nats
+  monkeypatch.setattr(lat.MeasuredLatency, '_measure',
+                      lambda self, arch: _fake_ms(space, space.to_string(arch)))
+  ms = lat.MeasuredLatency(space, 32)
+  ranking, used = ev.nsga2(space, ev.TableFitness(table), seed=0,
+                           max_evaluations=120, objectives=('latency',),
+                           latency=ms)
+  assert used == 120 and set(ms.measured) == {r[0] for r in ranking.rows}
+  front = lat.front(ranking.rows, ms.measured)
+  for r in ranking.rows:  # nothing beats a front point on both
+    for f in front:
+      assert not (r[1] > f[1] and ms.measured[r[0]] < ms.measured[f[0]])
+  assert {r[0] for r in front} != {r[0] for r in ev.pareto_front(
+      ranking.rows)}
+  with pytest.raises(ValueError, match='latency objective needs'):
+    ev.nsga2(space, ev.TableFitness(table), objectives=('latency',))
+  out = tmp_path / 'lat'
+  assert search_arch.main([
+      '--space=nats', f'--scores={TABLE}', '--score_column=cifar10_test_acc',
+      '--strategy=nsga2', '--objective=latency', '--evaluations=60',
+      f'--out={out}']) == 0
+  s = json.loads((out / 'search.json').read_text())
+  assert all('latency_ms' in r for r in s['pareto'])
+  lats = [r['latency_ms'] for r in s['pareto']]
+  assert lats == sorted(lats) and (out / 'pareto.png').stat().st_size > 0
+  assert search_arch.main(['--space=nats', f'--scores={TABLE}',
+                           '--score_column=cifar10_test_acc',
+                           '--objective=latency']) == 2
+  assert '--strategy=nsga2' in capsys.readouterr().err
+
+
+def test_main_run_plan_measures_latency(nats, monkeypatch):
+  """The main run's search.latency_budget / search.objective=latency:
+  refused (one line, before training) unless the strategy is a
+  whole-architecture one; search_whole keeps every row inside the budget
+  and returns the ranking.json `latency` entry."""
+  from bossnax.searchers import latency as lat
+  from bossnax.searchers.strategies import Plan, search_whole
+  space, table = nats
+  monkeypatch.setattr(lat.MeasuredLatency, '_measure',
+                      lambda self, arch: _fake_ms(space, space.to_string(arch)))
+  s = defaults.search_config().search
+  s.latency_budget = 60.0
+  with pytest.raises(ValueError, match='strategy=auto.*evolution, nsga2'):
+    Plan.from_config(s)
+  s.strategy, s.evaluations = 'evolution', 80
+  plan = Plan.from_config(s, image_size=32)
+  assert plan.measures_latency and plan.image_size == 32
+  rows, info = search_whole(plan, space, ev.TableFitness(table))
+  assert 20 < len(rows) <= 80 and info['budget_ms'] == 60.0
+  assert all(info['measured_ms'][r[0]] <= 60.0 for r in rows)
+  assert info['image_size'] == 32 and info['batch'] == 1
+  s.latency_budget, s.strategy, s.objective = 0.0, 'nsga2', 'latency'
+  rows, info = search_whole(Plan.from_config(s), space,
+                            ev.TableFitness(table))
+  assert info['pareto'] and 'budget_ms' in info
+  s.objective = 'speed'
+  with pytest.raises(ValueError, match='search.objective'):
+    Plan.from_config(s)

@@ -27,7 +27,8 @@ def blockwise_plan(name, objective, config, space) -> Method:
                 BlockwiseBeam(space, config.search.lambdas,
                               config.search.top_n,
                               archs_file=config.search.get('archs_file', ''),
-                              plan=Plan.from_config(config.search)))
+                              plan=Plan.from_config(
+                                  config.search, config.data.image_size)))
 
 
 def build(config, space) -> Method:

@@ -28,7 +28,8 @@ def oneshot_plan(name, config, space, searcher_cls=WholeArchs,
   return Method(name, objective, (Stage(0, sampler, whole=True),),
                 searcher_cls(space, config.search.get('archs_file', ''),
                              config.search.get('num_archs', 0),
-                             plan=Plan.from_config(config.search),
+                             plan=Plan.from_config(config.search,
+                                                   config.data.image_size),
                              chunk=config.search.path_chunk,
                              fitness=config.search.fitness))
 

@@ -222,12 +222,13 @@ class BlockwiseBeam:
         if not too_many:
           listed = None  # exhaustive: every architecture
     if plan.whole:
-      rows = search_whole(plan, space, BlockScores(space, tables,
-                                                   self.lambdas))
+      rows, latency = search_whole(plan, space, BlockScores(
+          space, tables, self.lambdas))
       if listed:
         rows += Ranking.from_scores(space, *architecture_scores(
             space, tables, self.lambdas, listed), best, sign).rows
-      return Ranking(space, _unique(rows), best, sign, note=fallback or (
+      return Ranking(space, _unique(rows), best, sign, extra={
+          'latency': latency} if latency else {}, note=fallback or (
           f'{plan.strategy}: {plan.evaluations} evaluations of the block '
           'tables per budget'))
     if too_many:  # auto: add the exact best and front where costs add up

@@ -315,26 +315,38 @@ def pareto_front(rows, objectives=('flops',)):
   return sorted((rows[i] for i in front), key=lambda r: r[2])
 
 
+OBJECTIVES = ('flops', 'params', 'latency')  # nsga2's cost objectives
+
+
 def nsga2(space, fitness, *, budget=None, seed=0, max_evaluations=None,
           settings=EvolutionSettings(), objectives=('flops',), initial=(),
           state_file='', latency=None, source=None):
-  """NSGA-II over (score, and each cost in `objectives`): parents by binary
-  tournament on (front, crowding), children by the evolution's mutation and
-  crossover, survivors by fronts then crowding. Returns (Ranking of every
-  architecture evaluated, evaluations); `pareto_front(ranking.rows)` is the
-  front. `state_file`: saved after every generation, resumed from (see
-  `evolution` for `source`);
-  `latency`: text -> ms, for a latency budget."""
+  """NSGA-II over (score, and each cost in `objectives`: flops, params,
+  latency): parents by binary tournament on (front, crowding), children by
+  the evolution's mutation and crossover, survivors by fronts then crowding.
+  Returns (Ranking of every architecture evaluated, evaluations);
+  `pareto_front(ranking.rows)` is the front over MAdds
+  (`latency.front` over milliseconds). `state_file`: saved after every
+  generation, resumed from (see `evolution` for `source`);
+  `latency`: text -> ms, for a latency budget or objective."""
   st = settings
+  bad = [o for o in objectives if o not in OBJECTIVES]
+  if bad:
+    raise ValueError(f'nsga2 objective {bad[0]!r}: use {", ".join(OBJECTIVES)}')
+  if 'latency' in objectives and latency is None:
+    raise ValueError('a latency objective needs a latency cost: pass '
+                     'latency=MeasuredLatency(...)')
   s = _Search(space, fitness, budget, seed, st.tries, latency)
   cap = max_evaluations or st.population * (st.generations + 1)
-  cols = {'flops': 0, 'params': 1}
   key = {**_key('nsga2', space, s.budget, seed, cap, st, source),
          'objectives': list(objectives)}
 
+  def cost(t, o):
+    return s.latency(t) if o == 'latency' else s.cost(t)[
+        0 if o == 'flops' else 1]
+
   def objective(texts):
-    return np.asarray([[-s.scores[t]] + [s.cost(t)[cols[o]]
-                                         for o in objectives]
+    return np.asarray([[-s.scores[t]] + [cost(t, o) for o in objectives]
                        for t in texts], np.float64)
 
   def rank(texts):

@@ -20,6 +20,25 @@ import jax.numpy as jnp
 import numpy as np
 
 
+def default_image_size(space):
+  """The input side latency is measured at when the caller gives none:
+  NATS's CIFAR 32, else the space's own or ImageNet's 224."""
+  return 32 if space.name == 'nats' else int(getattr(space, 'image_size',
+                                                     224) or 224)
+
+
+def front(rows, ms):
+  """The rows (arch, score, ...) no other beats on both score and the
+  milliseconds `ms[arch]`, fastest first."""
+  out, best = [], -np.inf
+  for r in sorted((r for r in rows if r[0] in ms),
+                  key=lambda r: (ms[r[0]], -r[1])):
+    if r[1] > best:
+      out.append(r)
+      best = r[1]
+  return out
+
+
 class MeasuredLatency:
   """text -> milliseconds on this device (cached per architecture)."""
 
@@ -33,6 +52,21 @@ class MeasuredLatency:
     if text not in self.measured:
       self.measured[text] = self._measure(self.space.from_string(text))
     return self.measured[text]
+
+  def summary(self, rows, with_front=False, budget_ms=0.0):
+    """ranking.json's `latency`: how and where it was measured, the
+    milliseconds of every evaluated architecture measured, and with
+    `with_front` the Pareto front of score against them."""
+    import jax
+    out = {'device': jax.devices()[0].device_kind, 'batch': self.batch,
+           'image_size': self.image_size, 'budget_ms': budget_ms,
+           'measured_ms': {r[0]: self.measured[r[0]] for r in rows
+                           if r[0] in self.measured}}
+    if with_front:
+      out['pareto'] = [{'arch': r[0], 'score': r[1], 'latency_ms':
+                        self.measured[r[0]], 'flops': r[2], 'params': r[3]}
+                       for r in front(rows, self.measured)]
+    return out
 
   def _measure(self, arch) -> float:
     net, vec = self.space.standalone(arch)

@@ -16,7 +16,11 @@ for spaces small enough to enumerate and for those that are not.
 
 Budgets: (search.flops_budget, search.params_budget) and each MAdds budget
 of search.flops_budgets; ranking.json gives the best under each and the
-Pareto front of score against MAdds.
+Pareto front of score against MAdds. The whole-architecture strategies also
+take search.latency_budget (ms, measured on this device for each candidate
+inside the other budgets) and nsga2 search.objective (its second objective:
+flops, params or latency); ranking.json's `latency` then holds the measured
+milliseconds and, for objective=latency, the front of score against them.
 """
 
 from __future__ import annotations
@@ -40,9 +44,13 @@ class Plan:
   settings: ev.EvolutionSettings = ev.EvolutionSettings()
   seed: int = 0
   top_k: int = 10
+  latency_budget: float = 0.0  # ms; 0 = none
+  latency_batch: int = 1
+  objective: str = 'flops'  # nsga2's cost objective
+  image_size: int = 0  # of the latency measurement (the run's)
 
   @classmethod
-  def from_config(cls, s) -> 'Plan':
+  def from_config(cls, s, image_size=0) -> 'Plan':
     strategy = s.get('strategy', 'auto')
     if strategy not in STRATEGIES:
       raise ValueError(f'search.strategy={strategy!r}: use one of '
@@ -59,14 +67,30 @@ class Plan:
     evaluations = int(s.get('evaluations', 1000))
     if evaluations < 1:
       raise ValueError(f'search.evaluations={evaluations}: give 1 or more')
+    latency = float(s.get('latency_budget', 0.0))
+    objective = s.get('objective', 'flops')
+    if objective not in ev.OBJECTIVES:
+      raise ValueError(f'search.objective={objective!r}: use one of '
+                       f'{", ".join(ev.OBJECTIVES)}')
+    measured = latency > 0 or (objective == 'latency' and strategy == 'nsga2')
+    if measured and strategy not in WHOLE:
+      raise ValueError(f'search.strategy={strategy}: a measured latency '
+                       '(search.latency_budget, search.objective=latency) '
+                       'needs search.strategy=evolution, nsga2 or random')
     return cls(strategy, evaluations, tuple(dict.fromkeys(budgets)),
                (float(s.get('min_flops', 0.0)),
                 float(s.get('min_params', 0.0))),
-               settings, int(s.get('seed', 0)), int(s.top_k))
+               settings, int(s.get('seed', 0)), int(s.top_k), latency,
+               int(s.get('latency_batch', 1)), objective, int(image_size))
 
   @property
   def whole(self) -> bool:
     return self.strategy in WHOLE
+
+  @property
+  def measures_latency(self) -> bool:
+    return self.latency_budget > 0 or (self.strategy == 'nsga2' and
+                                       self.objective == 'latency')
 
 
 class Memo:
@@ -85,15 +109,27 @@ class Memo:
 
 
 def search_whole(plan, space, fitness, initial=()):
-  """Every row (arch, score, flops, params) the plan's whole-architecture
-  strategy evaluated, one search per budget, best first."""
-  found = {}
+  """(every row (arch, score, flops, params) the plan's whole-architecture
+  strategy evaluated, one search per budget, best first; the `latency`
+  summary for ranking.json, or None where nothing was measured)."""
+  found, latency = {}, None
+  if plan.measures_latency:
+    from bossnax.searchers.latency import MeasuredLatency
+    from bossnax.searchers.latency import default_image_size
+    latency = MeasuredLatency(space, plan.image_size or default_image_size(
+        space), plan.latency_batch)
   for i, (flops, params) in enumerate(plan.budgets):
-    budget = ev.Budget(flops, params, *plan.band)
+    budget = ev.Budget(flops, params, *plan.band, plan.latency_budget)
     kw = {} if plan.strategy == 'random' else {'settings': plan.settings,
                                                 'initial': initial}
+    if plan.strategy == 'nsga2':
+      kw['objectives'] = (plan.objective,)
     ranking, _ = ev.STRATEGIES[plan.strategy](
         space, fitness, budget=budget, seed=plan.seed + i,
-        max_evaluations=plan.evaluations, **kw)
+        max_evaluations=plan.evaluations, latency=latency, **kw)
     found.update((r[0], r) for r in ranking.rows)
-  return sorted(found.values(), key=lambda r: -r[1])
+  rows = sorted(found.values(), key=lambda r: -r[1])
+  return rows, latency and latency.summary(
+      rows, with_front=plan.strategy == 'nsga2' and
+      plan.objective == 'latency',
+      budget_ms=plan.latency_budget)

@@ -132,7 +132,7 @@ class WholeArchs:
     space = self.space
     memo = Memo(supernet_fitness(space, score_archs, self.chunk))
     initial = self.initial(state)
-    search_whole(self.plan, space, memo, initial)
+    _, latency = search_whole(self.plan, space, memo, initial)
     archs = list(memo.cache)
     if not archs:
       raise ValueError('the search found no architecture inside the budget: '
@@ -143,6 +143,8 @@ class WholeArchs:
     state = {'pool': [[[np.asarray(p).tolist() for p in best],
                        float(losses.min())]],
              'archs': archs, 'losses': [float(v) for v in losses]}
+    if latency is not None:  # measured: kept with the search (checkpointed)
+      state['latency'] = latency
     flat = np.stack([space.flatten(space.from_string(t)) for t in archs])
     return state, [(flat.astype(np.int32), losses)]
 
@@ -168,6 +170,8 @@ class WholeArchs:
     if self.plan.whole:
       ranking.note = (f'{self.plan.strategy}: {len(archs)} architectures '
                       'evaluated by the supernet, not every one')
+    if state.get('latency'):
+      ranking.extra['latency'] = state['latency']
     return ranking
 
 

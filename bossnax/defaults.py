@@ -536,7 +536,8 @@ def autoformer_recipe(c, mutation='code'):
   supernet command: AdamW lr 5e-4 per 512 images, weight decay 0.05,
   20 warm-up epochs from 1e-6, cosine to 1e-5, 500 epochs at batch 1024;
   label smoothing 0.1, mixup 0.8 / cutmix 1.0, drop path 0.1, random
-  resized crops, flips and random erasing 0.25; one subnet per step) and
+  resized crops, flips, RandAugment rand-m9-mstd0.5-inc1, random erasing
+  0.25 and repeated augmentation 3; one subnet per step) and
   its evolution (population 50, 20 generations, 10 parents, 25 mutations
   and 25 crossovers a generation; fitness top-1 with inherited weights)."""
   c.method = 'autoformer'

@@ -88,7 +88,16 @@ class Run:
       return self.evaluator
     if which == 'objective':
       return self.evaluator
-    return LinearProbe(self.config, self.space, self.mesh, self.batches,
+    batches = self.batches
+    if batches.repeats > 1:  # the probe's classifier sees distinct images
+      t = self.config.train
+      batches = Batches(self.source, 'train', t.batch_size * t.accum_steps,
+                        seed=self.config.seed,
+                        process_index=jax.process_index(),
+                        process_count=jax.process_count(),
+                        workers=self.config.data.workers)
+      self._probe_batches = batches  # closed with the run's
+    return LinearProbe(self.config, self.space, self.mesh, batches,
                        self.source.image_shape)
 
   # -- inputs of the search ---------------------------------------------------
@@ -331,6 +340,8 @@ class Run:
 
   def close(self):
     self.batches.close()
+    if getattr(self, '_probe_batches', None) is not None:
+      self._probe_batches.close()
     self.ckpt.close()
     if self.writer is not None:
       self.writer.close()

@@ -225,20 +225,23 @@ def _flops(lowered):
 
 def test_step_program_batches_paths_and_stays_on_device():
   """The step's structure, which the GPU figures rest on: every batch-norm
-  statistic and convolution is one op for all sampled paths (their number
-  does not grow with the paths: vmap, no Python loop over paths), no host
-  callback, the whole state donated; and with the prefix cache an extra
-  path costs only its own block, not the finished blocks again."""
+  statistic and convolution is one op for all sampled paths, with no loop
+  over them (the counts of reductions and convolutions do not grow from 2
+  paths to 4, and the step has the one-path step's while loops: vmap,
+  neither a Python loop nor a scan over paths; train.path_chunk=1, a scan,
+  fails this), no host callback, the whole state donated; and with the prefix
+  cache an extra path costs only its own block, not the finished blocks
+  again."""
   import re
   ops = []
-  for lowered in _lowered_steps(0):
+  for lowered in _lowered_steps(0, paths=(1, 2, 4)):
     text = lowered.as_text()
     ops.append([len(re.findall(rf'stablehlo\.{op}\b', text))
-                for op in ('reduce', 'convolution')])
+                for op in ('reduce', 'convolution', 'while')])
     assert 'callback' not in text
     donated = [a.donated for a in jax.tree.leaves(lowered.args_info[0][0])]
     assert donated and all(donated)
-  assert ops[0] == ops[1] and min(ops[0]) > 20
+  assert ops[1] == ops[2] and ops[0][2] == ops[1][2] and min(ops[1][:2]) > 20
   # without the cache every path runs the finished blocks again: the extra
   # two paths would cost about what the first two do (measured: 0.98x)
   two, four = _lowered_steps(2)

@@ -8,8 +8,11 @@ into global batches as DeiT's sampler cuts it over its processes (a batch
 not divisible by r splits an image's copies over two steps); each copy gets
 its own augmentation (the device's per-example keys; host crops drawn per
 copy). An epoch keeps its number of steps, so it sees 1/r of the images, r
-times each. Where the copies sit in the batch does not matter here: the
-step's gradient and batch statistics are over the global batch.
+times each. Where the copies sit in the batch does not change the gradient
+(it is over the global batch); with batch norm and `train.accum_steps` > 1
+each micro-batch's statistics see an image's copies together (DeiT's
+sampler spreads them over its processes): the recipes that repeat
+(AutoFormer's ViT, the retraining) do not accumulate.
 
 Sources that decode on the host (folders, tfds ImageNet) load their batches
 in `workers` grain worker processes, each making whole batches, read ahead

@@ -8,12 +8,13 @@ The ops follow PIL on uint8 images (timm runs them on PIL images): every op
 ends on whole levels 0..255, as PIL's do, so the op-by-op tests compare with
 PIL itself (tests/test_randaugment.py). The geometric ops are one affine
 warp (a matrix per op, so a layer warps once whatever op it drew) with
-bilinear sampling and timm's fill, the dataset mean; timm under DeiT's
-settings samples bicubically (docs/autoformer.md).
+PIL's bicubic sampling (DeiT's `interpolation=bicubic`) and timm's fill,
+the dataset mean.
 
-Config string (timm's grammar): `rand-m9-n2-mstd0.5-mmax10-inc1`; `inc1`
-picks the ops whose strength grows with the magnitude (posterize, solarize
-and the enhancements), the DeiT default.
+Config string (timm's grammar): `rand-m9-n2-mstd0.5-mmax10-p0.5-inc1`;
+`inc1` picks the ops whose strength grows with the magnitude (posterize,
+solarize and the enhancements), the DeiT default (`inc0` is off here; timm
+reads any `inc` section as on).
 """
 
 from __future__ import annotations
@@ -71,12 +72,14 @@ class RandAugmentSpec:
           kw['magnitude_max'] = float(value)
         elif key == 'inc':
           kw['increasing'] = bool(int(value))
+        elif key == 'p':
+          kw['prob'] = float(value)
         else:
           raise ValueError
       except ValueError:
         raise ValueError(f'augment.randaug={text!r}: unknown or malformed '
                          f'section {part!r}; sections are m, n, mstd, mmax, '
-                         'inc (e.g. rand-m9-mstd0.5-inc1)') from None
+                         'p, inc (e.g. rand-m9-mstd0.5-inc1)') from None
     if kw.get('magnitude_std', 0) > 100:  # timm: uniform in [0, m]
       kw['magnitude_std'] = math.inf
     return cls(**kw)
@@ -159,19 +162,40 @@ def sharpness(x, factor):
   return _blend(jnp.where(inner, smooth, x), x, factor)
 
 
+def _cubic_weights(t):
+  """PIL's bicubic resampling weights of the 4 neighbours at offsets -1,
+  0, 1, 2 from a point t in [0, 1) past the second (cubic convolution with
+  a = -1, PIL's Geometry.c)."""
+  t2, t3 = t * t, t * t * t
+  return jnp.stack([-t + 2 * t2 - t3, 1 - 2 * t2 + t3, t + t2 - t3,
+                    -t2 + t3], -1)
+
+
+def _bicubic(x, ys, xs):
+  """x [H, W, C] sampled at index coordinates (ys, xs) [h, w]: 4 x 4
+  neighbours clamped to the image, PIL's weights."""
+  h, w = x.shape[:2]
+  y0, x0 = jnp.floor(ys), jnp.floor(xs)
+  wy, wx = _cubic_weights(ys - y0), _cubic_weights(xs - x0)
+  rows = jnp.clip(y0[..., None].astype(jnp.int32) + jnp.arange(-1, 3), 0,
+                  h - 1)
+  cols = jnp.clip(x0[..., None].astype(jnp.int32) + jnp.arange(-1, 3), 0,
+                  w - 1)
+  patch = x[rows[..., :, None], cols[..., None, :]]  # [h, w, 4, 4, C]
+  return jnp.einsum('hwijc,hwi,hwj->hwc', patch, wy, wx)
+
+
 def affine(x, matrix, fill):
-  """PIL's Image.transform(AFFINE, matrix): output pixel centre (u, v)
-  samples the input at (a u + b v + c, d u + e v + f), bilinearly; points
-  outside the image take `fill`; rounded to whole levels."""
+  """PIL's Image.transform(AFFINE, matrix, BICUBIC): output pixel centre
+  (u, v) samples the input at (a u + b v + c, d u + e v + f); points outside
+  the image take `fill`; rounded to whole levels."""
   h, w = x.shape[:2]
   a, b, c, d, e, f = (matrix[i] for i in range(6))
   v, u = jnp.meshgrid(jnp.arange(h) + 0.5, jnp.arange(w) + 0.5,
                       indexing='ij')
   xs, ys = a * u + b * v + c, d * u + e * v + f
   inside = (xs >= 0) & (xs < w) & (ys >= 0) & (ys < h)
-  coords = [ys - 0.5, xs - 0.5]
-  out = jnp.stack([jax.scipy.ndimage.map_coordinates(
-      x[..., i], coords, order=1, mode='nearest') for i in range(3)], -1)
+  out = _bicubic(x, ys - 0.5, xs - 0.5)
   out = jnp.where(inside[..., None], jnp.clip(jnp.trunc(out), 0, 255),
                   jnp.asarray(fill, x.dtype))
   return out
@@ -212,12 +236,12 @@ def level_arg(name, magnitude, sign):
     return jnp.floor(m * 4)
   if name == 'PosterizeIncreasing':
     return 4 - jnp.floor(m * 4)
-  if name == 'Solarize':
-    return jnp.floor(m * 256)
+  if name == 'Solarize':  # timm's caps matter only past mmax 10
+    return jnp.minimum(256, jnp.floor(m * 256))
   if name == 'SolarizeIncreasing':
-    return 256 - jnp.floor(m * 256)
+    return 256 - jnp.minimum(256, jnp.floor(m * 256))
   if name == 'SolarizeAdd':
-    return jnp.floor(m * 110)
+    return jnp.minimum(128, jnp.floor(m * 110))
   if name in ('Color', 'Contrast', 'Brightness', 'Sharpness'):
     return m * 1.8 + 0.1
   if name.endswith('Increasing'):  # the enhancements: 1 -/+ 0.9 m, >= 0.1
@@ -241,6 +265,23 @@ def apply_op(name, x, magnitude, sign, fill):
           'Sharpness': sharpness}[base](x, arg)
 
 
+def layer_draws(key, layer, spec: RandAugmentSpec):
+  """(op index, applied?, magnitude, sign) of layer `layer` of the image
+  whose key is `key`."""
+  k_op, k_apply, k_mag, k_sign = jax.random.split(
+      jax.random.fold_in(key, layer), 4)
+  op = jax.random.randint(k_op, (), 0, len(spec.ops))
+  magnitude = spec.magnitude
+  if spec.magnitude_std == math.inf:
+    magnitude = jax.random.uniform(k_mag, (), maxval=spec.magnitude)
+  elif spec.magnitude_std > 0:
+    magnitude = magnitude + spec.magnitude_std * jax.random.normal(k_mag)
+  magnitude = jnp.clip(jnp.asarray(magnitude, jnp.float32), 0.0,
+                       spec.magnitude_max)
+  sign = jnp.where(jax.random.bernoulli(k_sign), -1.0, 1.0)
+  return op, jax.random.bernoulli(k_apply, spec.prob), magnitude, sign
+
+
 def rand_augment(key, x, spec: RandAugmentSpec, fill):
   """One image [H, W, 3] of whole levels 0..255 (float32) through
   `spec.layers` random ops. The geometric ops share one warp per layer: a
@@ -252,17 +293,7 @@ def rand_augment(key, x, spec: RandAugmentSpec, fill):
   h, w = x.shape[:2]
   identity = jnp.array([1.0, 0, 0, 0, 1.0, 0])
   for layer in range(spec.layers):
-    k_op, k_apply, k_mag, k_sign = jax.random.split(
-        jax.random.fold_in(key, layer), 4)
-    op = jax.random.randint(k_op, (), 0, len(ops))
-    magnitude = spec.magnitude
-    if spec.magnitude_std == math.inf:
-      magnitude = jax.random.uniform(k_mag, (), maxval=spec.magnitude)
-    elif spec.magnitude_std > 0:
-      magnitude = magnitude + spec.magnitude_std * jax.random.normal(k_mag)
-    magnitude = jnp.clip(jnp.asarray(magnitude, jnp.float32), 0.0,
-                         spec.magnitude_max)
-    sign = jnp.where(jax.random.bernoulli(k_sign), -1.0, 1.0)
+    op, applied, magnitude, sign = layer_draws(key, layer, spec)
     matrix = identity
     for i in geometric:
       m = affine_matrix(ops[i], level_arg(ops[i], magnitude, sign), h, w)
@@ -275,5 +306,5 @@ def rand_augment(key, x, spec: RandAugmentSpec, fill):
                             len(colour) - 1)
     recoloured = jax.lax.switch(colour_index, branches, x, magnitude, sign)
     y = jnp.where(is_geometric, warped, recoloured)
-    x = jnp.where(jax.random.bernoulli(k_apply, spec.prob), y, x)
+    x = jnp.where(applied, y, x)
   return x

@@ -52,6 +52,47 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
   return config
 
 
+def _flat(tree, prefix=''):
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v
+  return out
+
+
+def record_run_config(workdir: str, config) -> list[str]:
+  """Write WORKDIR/config.json; where one is there already (a resumed
+  run), first say in one warning which settings changed since, so a run
+  never mixes two recipes unnoticed. Returns the changes, 'key: old ->
+  new'."""
+  import json
+  path = os.path.join(workdir, 'config.json')
+  new = json.loads(config.to_json_best_effort())
+  changes = []
+  if os.path.isfile(path):
+    try:
+      with open(path) as f:
+        old = _flat(json.load(f))
+    except ValueError:
+      old = None  # unreadable: written again below
+    if old is not None:
+      flat = _flat(new)
+      changes = [f'{k}: {old.get(k, "(absent)")!r} -> '
+                 f'{flat.get(k, "(absent)")!r}'
+                 for k in sorted(set(old) | set(flat))
+                 if old.get(k, '(absent)') != flat.get(k, '(absent)')]
+    if changes:
+      logging.getLogger('bossnax').warning(
+          '%s was started with other settings; it goes on with these: %s '
+          '(pass the old values to continue as it began)', workdir,
+          '; '.join(changes))
+  with open(path, 'w') as f:
+    json.dump(new, f, indent=1)
+  return changes
+
+
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a `python -m bossnax.main` run wrote to WORKDIR/config.json
   (JSON lists back to the tuples the configs use: they key compiled

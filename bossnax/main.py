@@ -62,8 +62,8 @@ def _search(config, flags):
   os.makedirs(workdir, exist_ok=True)
   run = Run(config, workdir)
   if parallel.is_main_process():
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
+    from bossnax.config import record_run_config
+    record_run_config(workdir, config)
   try:
     _, meta = run.train_and_search()
   finally:

@@ -445,8 +445,8 @@ def _retrain(config, flags):
   run = Retrain(config)
   os.makedirs(workdir, exist_ok=True)
   if parallel.is_main_process():
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=1))
+    from bossnax.config import record_run_config
+    record_run_config(workdir, config)
   _, result = run.fit(workdir)
   if parallel.is_main_process():
     ema = (f"; EMA top-1 {result['ema_top1']:.4f} top-5 "

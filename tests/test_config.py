@@ -108,3 +108,25 @@ def test_main_reports_one_line_error():
   assert out.returncode == 2
   lines = out.stderr.strip().splitlines()
   assert len(lines) == 1 and "did you mean 'train.batch_size'" in lines[0]
+
+
+def test_a_resumed_run_says_which_settings_changed(tmp_path, caplog):
+  """config.json of a workdir: written as the config; started again with
+  other overrides, one warning lists each changed key (old -> new) before
+  the run goes on, and the file then holds the new settings."""
+  import json
+  from bossnax.config import load_run_config, record_run_config
+  c = load_config_file(f'{CFG}:quick')
+  assert record_run_config(str(tmp_path), c) == []
+  assert load_run_config(str(tmp_path)).train.paths_per_step == (
+      c.train.paths_per_step)
+  assert record_run_config(str(tmp_path), c) == []  # same settings: quiet
+  d = load_config_file(f'{CFG}:quick')
+  d.train.repeated_aug, d.augment.ops = 3, 'crop_flip,randaug'
+  changes = record_run_config(str(tmp_path), d)
+  assert changes == ["augment.ops: 'crop_flip' -> 'crop_flip,randaug'",
+                     'train.repeated_aug: 1 -> 3']
+  assert 'other settings' in caplog.text and '1 -> 3' in caplog.text
+  assert '\n' not in caplog.records[-1].getMessage()
+  saved = json.loads((tmp_path / 'config.json').read_text())
+  assert saved['train']['repeated_aug'] == 3

@@ -296,7 +296,7 @@ def draw(panels, truth, path, suptitle):
     ax.axis('off')
   fig.suptitle(suptitle)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=80)
   plt.close(fig)
 
 

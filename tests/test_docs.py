@@ -1,7 +1,8 @@
 """The README and docs stay true to the code: every config file and preset
 they name loads, every `--config.KEY` they pass exists in the config of its
-command line (and takes the value written there when it is a literal), and
-every script, config, doc and module they point to exists.
+command line (and takes the value written there when it is a literal),
+every script, config, doc and module they point to exists, and no draft
+marker or figure placeholder is left in them.
 
 Commands continued over lines with a backslash are read as one line. A
 line without its own `--config=FILE` is checked against every config file:
@@ -112,6 +113,17 @@ def test_every_file_and_module_the_docs_name_exists():
       if not ((ROOT / f'{name}.py').exists() or (ROOT / name).is_dir()):
         missing.append(f'{path}: python -m {module}')
   assert not missing, '\n'.join(missing)
+
+
+# What a draft leaves behind: a marker, or a figure's placeholder.
+LEFTOVER = re.compile(r'\b(?:TODO|TBD|FIXME|XXX|[A-Z]+_(?:FIGURE|NOTE))\b')
+
+
+def test_no_draft_leftovers():
+  found = [f'{path}:{n}: {m}' for path in DOCS for n, line in _lines(path)
+           for m in LEFTOVER.findall(line)]
+  assert not found, '\n'.join(found)
+  assert LEFTOVER.findall('took SUITE_FIGURE.') == ['SUITE_FIGURE']
 
 
 def test_the_checks_catch_a_stale_key_and_a_missing_file(tmp_path):

@@ -19,7 +19,8 @@ import sys
 from bossnax.cli import run_main
 
 
-def print_ranking(ranking, out=sys.stdout):
+def print_ranking(ranking, out=None):
+  out = out or sys.stdout  # the stream of now, not of the import
   print(f"\nbest architecture: {ranking['best']}", file=out)
   if ranking.get('top'):
     print(f"{'rank':>4}  {'arch':<24} {'score':>10} {'MFLOPs':>9} "

@@ -192,3 +192,15 @@ def test_too_few_scored_truth_architectures_is_a_note_not_a_crash(
   config = ml_collections.ConfigDict({'search': {'truth_file': str(TRUTH)}})
   print_correlations(config, str(tmp_path))  # no exception
   assert 'no correlations' in caplog.text and 'only 2' in caplog.text
+
+
+def test_print_ranking_writes_to_the_stream_of_the_call(monkeypatch):
+  """print_ranking's default stream is sys.stdout when it is called, not
+  when bossnax.main was imported (a test that imported it under capsys
+  left a closed stream behind for every later run in that process)."""
+  import io
+  from bossnax.main import print_ranking
+  now = io.StringIO()
+  monkeypatch.setattr(sys, 'stdout', now)
+  print_ranking({'best': '8:8:8:8:8', 'top': []})
+  assert '8:8:8:8:8' in now.getvalue()

@@ -74,20 +74,24 @@ def record_run_config(workdir: str, config) -> list[str]:
   if os.path.isfile(path):
     try:
       with open(path) as f:
-        old = _flat(json.load(f))
-    except ValueError:
+        old = json.load(f)
+    except (OSError, ValueError):
       old = None  # unreadable: written again below
-    if old is not None:
-      flat = _flat(new)
+    if isinstance(old, dict):
+      old, flat = _flat(old), _flat(new)
       changes = [f'{k}: {old.get(k, "(absent)")!r} -> '
                  f'{flat.get(k, "(absent)")!r}'
                  for k in sorted(set(old) | set(flat))
-                 if old.get(k, '(absent)') != flat.get(k, '(absent)')]
-    if changes:
-      logging.getLogger('bossnax').warning(
-          '%s was started with other settings; it goes on with these: %s '
-          '(pass the old values to continue as it began)', workdir,
-          '; '.join(changes))
+                 if k in old and old[k] != flat.get(k, '(absent)')]
+      added = sorted(set(flat) - set(old))
+      log = logging.getLogger('bossnax')
+      if changes:
+        log.warning('%s was started with other settings; it goes on with '
+                    'these: %s (pass the old values to continue as it '
+                    'began)', workdir, '; '.join(changes))
+      if added:  # settings that came with a newer bossnax: their defaults
+        log.info('%s: settings new since it began, at their values: %s',
+                 workdir, '; '.join(f'{k}={flat[k]!r}' for k in added))
   with open(path, 'w') as f:
     json.dump(new, f, indent=1)
   return changes

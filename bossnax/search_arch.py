@@ -200,6 +200,12 @@ def main(argv=None):
       if args.strategy == 'blockwise_budget':
         raise ValueError('--strategy=blockwise_budget searches the block '
                          'tables of a --workdir, not a score table')
+    if args.objective != 'flops' and args.strategy != 'nsga2':
+      raise ValueError(f'--objective={args.objective} is nsga2\'s: add '
+                       '--strategy=nsga2 (or use --latency_budget)')
+    if args.latency_budget < 0 or args.latency_batch < 1:
+      raise ValueError('--latency_budget must be >= 0 (ms) and '
+                       '--latency_batch >= 1')
     if args.strategy == 'blockwise_budget':
       if args.latency_budget or args.min_flops or args.min_params:
         raise ValueError('--strategy=blockwise_budget takes an upper bound '
@@ -211,9 +217,6 @@ def main(argv=None):
     else:
       kw = {}
       by_latency = args.strategy == 'nsga2' and args.objective == 'latency'
-      if args.objective != 'flops' and args.strategy != 'nsga2':
-        raise ValueError(f'--objective={args.objective} is nsga2\'s: add '
-                         '--strategy=nsga2 (or use --latency_budget)')
       if args.latency_budget or by_latency:
         from bossnax.searchers.latency import (MeasuredLatency,
                                                default_image_size)

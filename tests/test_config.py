@@ -130,3 +130,11 @@ def test_a_resumed_run_says_which_settings_changed(tmp_path, caplog):
   assert '\n' not in caplog.records[-1].getMessage()
   saved = json.loads((tmp_path / 'config.json').read_text())
   assert saved['train']['repeated_aug'] == 3
+  # a setting the old file lacks (a newer bossnax) is not a change
+  del saved['train']['repeated_aug']
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  assert record_run_config(str(tmp_path), d) == []
+  for junk in ('[]', 'null', '{not json'):  # unreadable: written again
+    (tmp_path / 'config.json').write_text(junk)
+    assert record_run_config(str(tmp_path), d) == []
+    assert load_run_config(str(tmp_path)).train.repeated_aug == 3

@@ -247,3 +247,41 @@ def test_main_run_plan_measures_latency(nats, monkeypatch):
   s.objective = 'speed'
   with pytest.raises(ValueError, match='search.objective'):
     Plan.from_config(s)
+
+
+def test_latency_settings_are_checked_before_training(nats, tmp_path,
+                                                      capsys):
+  """Review findings, each one line before any work: an objective other
+  than MAdds needs nsga2 (main run and search_arch, blockwise_budget
+  included), a negative budget or an empty batch is refused; a space's own
+  input side is the default; a rescored one-shot run's latency front
+  follows the new scores."""
+  from bossnax.searchers import latency as lat
+  from bossnax.searchers.strategies import Plan
+  from bossnax.searchers.whole import WholeArchs
+  s = defaults.search_config().search
+  for key, value, msg in (('objective', 'latency', 'strategy=nsga2'),
+                          ('latency_budget', -1.0, 'must be >= 0'),
+                          ('latency_batch', 0, 'latency_batch >= 1')):
+    t = s.copy_and_resolve_references()
+    t.strategy, t[key] = 'evolution', value
+    with pytest.raises(ValueError, match=msg):
+      Plan.from_config(t)
+  for argv in (['--strategy=blockwise_budget', '--objective=params'],
+               ['--latency_batch=0']):
+    assert search_arch.main(['--space=nats', f'--scores={TABLE}',
+                             '--score_column=cifar10_test_acc',
+                             *argv]) == 2
+    assert capsys.readouterr().err.count('\n') == 1
+  mb = make_space(defaults.mbconv_base().space)
+  assert lat.default_image_size(mb) == mb.resolution
+  space, _ = nats
+  archs = ['8:8:8:8:8', '64:64:64:64:64', '32:32:32:32:32']
+  ms = {'8:8:8:8:8': 1.0, '64:64:64:64:64': 9.0, '32:32:32:32:32': 4.0}
+  state = {'archs': archs, 'losses': [3.0, 1.0, 2.0],
+           'latency': {'measured_ms': ms, 'pareto': []}}
+  searcher = WholeArchs(space)
+  new, _ = searcher.rescore(state, None, lambda flat: np.array([1.0, 3.0,
+                                                               2.0]))
+  front = [p['arch'] for p in new['latency']['pareto']]
+  assert front == ['8:8:8:8:8']  # now the fastest is also the best

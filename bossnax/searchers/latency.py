@@ -22,9 +22,15 @@ import numpy as np
 
 def default_image_size(space):
   """The input side latency is measured at when the caller gives none:
-  NATS's CIFAR 32, else the space's own or ImageNet's 224."""
-  return 32 if space.name == 'nats' else int(getattr(space, 'image_size',
-                                                     224) or 224)
+  NATS's CIFAR 32, else the space's own (`image_size` or `resolution`) or
+  ImageNet's 224."""
+  if space.name == 'nats':
+    return 32
+  for name in ('image_size', 'resolution'):
+    size = getattr(space, name, None)
+    if isinstance(size, int) and size > 0:
+      return size
+  return 224
 
 
 def front(rows, ms):
@@ -39,10 +45,20 @@ def front(rows, ms):
   return out
 
 
+def pareto(rows, ms):
+  """ranking.json's front over milliseconds: dicts, fastest first."""
+  return [{'arch': r[0], 'score': r[1], 'latency_ms': ms[r[0]],
+           'flops': r[2], 'params': r[3]} for r in front(rows, ms)]
+
+
 class MeasuredLatency:
-  """text -> milliseconds on this device (cached per architecture)."""
+  """text -> milliseconds on this device (cached per architecture). In a
+  run of several processes every process times the network and all take
+  process 0's figure, so their searches stay the same."""
 
   def __init__(self, space, image_size, batch=1, repeats=10, warmup=2):
+    if int(batch) < 1:
+      raise ValueError(f'latency batch {batch}: give 1 or more images')
     self.space, self.image_size = space, int(image_size)
     self.batch, self.repeats, self.warmup = int(batch), int(repeats), int(
         warmup)
@@ -50,7 +66,11 @@ class MeasuredLatency:
 
   def __call__(self, text: str) -> float:
     if text not in self.measured:
-      self.measured[text] = self._measure(self.space.from_string(text))
+      ms = self._measure(self.space.from_string(text))
+      if jax.process_count() > 1:  # one figure for every process
+        from jax.experimental import multihost_utils
+        ms = float(multihost_utils.broadcast_one_to_all(np.float32(ms)))
+      self.measured[text] = ms
     return self.measured[text]
 
   def summary(self, rows, with_front=False, budget_ms=0.0):
@@ -63,16 +83,16 @@ class MeasuredLatency:
            'measured_ms': {r[0]: self.measured[r[0]] for r in rows
                            if r[0] in self.measured}}
     if with_front:
-      out['pareto'] = [{'arch': r[0], 'score': r[1], 'latency_ms':
-                        self.measured[r[0]], 'flops': r[2], 'params': r[3]}
-                       for r in front(rows, self.measured)]
+      out['pareto'] = pareto(rows, self.measured)
     return out
 
   def _measure(self, arch) -> float:
     net, vec = self.space.standalone(arch)
     vec = jnp.asarray(vec, jnp.int32)
-    x = jnp.zeros((self.batch, self.image_size, self.image_size, 3),
-                  jnp.float32)
+    # a space with a resolution gene (dynresnet's) runs at its own size
+    sizes = self.space.input_sizes(self.space.flatten(arch)[None])
+    size = int(sizes[0]) if sizes is not None else self.image_size
+    x = jnp.zeros((self.batch, size, size, 3), jnp.float32)
     shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), x, vec,
                                              mode='eval', output='logits'))
     variables = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)

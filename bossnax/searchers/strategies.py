@@ -72,6 +72,13 @@ class Plan:
     if objective not in ev.OBJECTIVES:
       raise ValueError(f'search.objective={objective!r}: use one of '
                        f'{", ".join(ev.OBJECTIVES)}')
+    if objective != 'flops' and strategy != 'nsga2':
+      raise ValueError(f'search.objective={objective} is nsga2\'s second '
+                       'objective: set search.strategy=nsga2 (or '
+                       'search.latency_budget for a limit)')
+    if latency < 0 or int(s.get('latency_batch', 1)) < 1:
+      raise ValueError('search.latency_budget must be >= 0 (ms; 0 = none) '
+                       'and search.latency_batch >= 1')
     measured = latency > 0 or (objective == 'latency' and strategy == 'nsga2')
     if measured and strategy not in WHOLE:
       raise ValueError(f'search.strategy={strategy}: a measured latency '

@@ -154,7 +154,15 @@ class WholeArchs:
                      for a in state['archs']]).astype(np.int32)
     losses = np.asarray(score_archs(flat), np.float64)
     diff = float(np.abs(losses - np.asarray(state['losses'])).max())
-    return {**state, 'losses': [float(v) for v in losses]}, diff
+    state = {**state, 'losses': [float(v) for v in losses]}
+    latency = state.get('latency')
+    if latency and 'pareto' in latency:  # the front of the new scores
+      from bossnax.searchers.latency import pareto
+      ms = latency['measured_ms']
+      rows = [(a, -float(l), *self.space.flops_params(self.space.parse(a)))
+              for a, l in zip(state['archs'], losses) if a in ms]
+      state['latency'] = {**latency, 'pareto': pareto(rows, ms)}
+    return state, diff
 
   def best(self, state):
     return tuple(np.asarray(p, np.int32) for p in state['pool'][0][0])

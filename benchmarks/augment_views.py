@@ -2,10 +2,12 @@ r"""Throughput of the on-device training views (bossnax/data/augment.py):
 DeiT's views with and without RandAugment, jitted, on random uint8 images.
 
   python benchmarks/augment_views.py [--size=224] [--batch=64] [--steps=5]
-      [--ops=rrc,flip,erase --ops=rrc,flip,randaug,erase]
+      [--ops=rrc,flip,erase --ops=rrc,flip,randaug,erase] [--per_op]
 
 Prints compile time, ms per batch and images/s per op list (the image
-decoding and host crops are benchmarks/input_pipeline.py's).
+decoding and host crops are benchmarks/input_pipeline.py's); --per_op also
+times each RandAugment op alone on the batch (what a layer pays for each,
+since under vmap it computes them all).
 """
 
 from __future__ import annotations
@@ -46,18 +48,41 @@ def measure(ops, size=224, batch=64, steps=5):
           'ms_batch': dt * 1e3, 'images_s': batch / dt}
 
 
+def per_op(size=224, batch=64, steps=3):
+  """ms per batch of each RandAugment op alone, at magnitude 9."""
+  from bossnax.data import randaugment as ra
+  x = jnp.asarray(np.random.default_rng(0).integers(
+      0, 255, (batch, size, size, 3)), jnp.float32)
+  m, s = jnp.full(batch, 9.0), jnp.ones(batch)
+  fill = jnp.asarray([124.0, 116.0, 104.0])
+  out = {}
+  for name in ra.INCREASING:
+    fn = jax.jit(jax.vmap(lambda a, b, c, n=name: ra.apply_op(n, a, b, c,
+                                                                fill)))
+    fn(x, m, s).block_until_ready()
+    tic = time.perf_counter()
+    for _ in range(steps):
+      fn(x, m, s).block_until_ready()
+    out[name] = (time.perf_counter() - tic) / steps * 1e3
+  return out
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument('--size', type=int, default=224)
   p.add_argument('--batch', type=int, default=64)
   p.add_argument('--steps', type=int, default=5)
   p.add_argument('--ops', action='append', default=[])
+  p.add_argument('--per_op', action='store_true')
   a = p.parse_args(argv)
   print(f'{jax.devices()[0].device_kind}, {a.size}x{a.size}, batch {a.batch}')
   for ops in a.ops or DEIT:
     r = measure(ops, a.size, a.batch, a.steps)
     print(f"{ops:28s} compile {r['compile_s']:5.1f} s  {r['ms_batch']:8.1f} "
           f"ms/batch  {r['images_s']:9.0f} images/s")
+  if a.per_op:
+    print('RandAugment ops alone, ms per batch: ' + ', '.join(
+        f'{n} {ms:.0f}' for n, ms in per_op(a.size, a.batch).items()))
   return 0
 
 

@@ -139,6 +139,22 @@ def kill_after(monkeypatch, n):
   monkeypatch.setattr(Trainer, 'step_fn', step_fn)
 
 
+def cut_search(monkeypatch, config, workdir, n):
+  """A search in `workdir` killed when `n` steps have run: the meta of the
+  checkpoint it left (what a resume starts from)."""
+  import pytest
+  from bossnax.run import Run
+  kill_after(monkeypatch, n)
+  with pytest.raises(Killed):
+    run_search(config, workdir)
+  monkeypatch.undo()
+  run = Run(config, str(workdir), write_metrics=False)
+  try:
+    return run.restore()[2]
+  finally:
+    run.close()
+
+
 def run_search(config, workdir):
   """(final state, meta) of a whole search run in `workdir`."""
   import jax

@@ -156,16 +156,9 @@ def test_killed_mid_round_and_resumed_equals_uninterrupted(
   """Killed at step 5: the last checkpoint (step 3) is inside the round that
   began at step 2, so the resumed run must train that round's paths from
   the checkpoint, and score the next rounds with the same weights."""
-  from conftest import Killed, kill_after, run_search
+  from conftest import cut_search, run_search
   c, _, ref_state, ref_meta = greedy_run
-  kill_after(monkeypatch, 5)
-  with pytest.raises(Killed):
-    run_search(c, tmp_path / 'cut')
-  monkeypatch.undo()
-  from bossnax.run import Run
-  run = Run(c, str(tmp_path / 'cut'), write_metrics=False)
-  _, _, cut = run.restore()
-  run.close()
+  cut = cut_search(monkeypatch, c, tmp_path / 'cut', 5)
   assert cut['block_step'] == 3 and cut['sampler']['round']['start'] == 2
   state, meta = run_search(c, tmp_path / 'cut')
   for key in ('sampler', 'early_stop', 'archs', 'losses', 'pool'):

@@ -154,8 +154,10 @@ def test_view_function_runs_randaugment_jitted():
       dict(cfg, ops='crop_flip'))))(jax.random.key(0), images)
   assert not np.array_equal(np.asarray(a), np.asarray(plain))
   cfg.randaug = 'rand-q9'
-  with pytest.raises(ValueError, match='augment.randaug'):
-    make_single_view_fn(cfg)
+  for ops in ('crop_flip,randaug', 'crop_flip'):  # checked even when unused
+    cfg.ops = ops
+    with pytest.raises(ValueError, match='augment.randaug'):
+      make_single_view_fn(cfg)
 
 
 def test_two_layers_equal_timms_chain_through_pil():

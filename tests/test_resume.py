@@ -16,8 +16,7 @@ from bossnax.checkpoint import Checkpointer
 from bossnax.engine.evaluator import Evaluator
 from bossnax.engine.supernet import Trainer
 from bossnax.run import FORMAT, Run
-from conftest import Killed, run_search
-from conftest import kill_after as _kill_after
+from conftest import cut_search, run_search
 
 
 def _equal_states(a, b):
@@ -32,10 +31,7 @@ def test_killed_and_resumed_run_equals_uninterrupted(tiny_run, tmp_path,
   c, ref_dir, ref_state, ref_meta = tiny_run
   # Killed at step 2 of block 2 (5th step overall): the last checkpoint is
   # block 2's start, so steps are redone.
-  _kill_after(monkeypatch, 4)
-  with pytest.raises(Killed):
-    run_search(c, tmp_path / 'cut')
-  monkeypatch.undo()
+  cut_search(monkeypatch, c, tmp_path / 'cut', 4)
   state, meta = run_search(c, tmp_path / 'cut')
   assert meta['tables'] == ref_meta['tables']
   assert meta['pool'] == ref_meta['pool']

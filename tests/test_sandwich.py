@@ -342,17 +342,10 @@ def test_killed_and_resumed_equals_uninterrupted_queue_included(
   """Killed before step 3 (the last checkpoint is step 2's), resumed: the
   final state (queue, its pointer, the key encoder) and the search equal
   the uninterrupted run's."""
-  from bossnax.run import Run
-  from conftest import Killed, kill_after, run_search
+  from conftest import cut_search, run_search
   _, ref_state, ref_meta = data_run
   c = data_cifar_tiny()
-  kill_after(monkeypatch, 2)
-  with pytest.raises(Killed):
-    run_search(c, tmp_path / 'cut')
-  monkeypatch.undo()
-  run = Run(c, str(tmp_path / 'cut'), write_metrics=False)
-  _, _, cut = run.restore()
-  run.close()
+  cut = cut_search(monkeypatch, c, tmp_path / 'cut', 2)
   assert cut['block_step'] == 2
   state, meta = run_search(c, tmp_path / 'cut')
   assert meta['archs'] == ref_meta['archs']

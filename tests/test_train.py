@@ -203,46 +203,30 @@ def test_init_state_is_shape_first(tr):
   assert set(state) == {'params', 'batch_stats', 'extra', 'opt_state', 'step'}
 
 
-def _lowered_steps(block, paths=(2, 4), **train):
-  """The step of `block` lowered (traced, not compiled) for each number of
-  sampled paths (the step takes any: the paths are an array)."""
+def test_step_program_batches_paths_and_stays_on_device():
+  """The step's structure, which the GPU figures rest on
+  (benchmarks/step_structure.py prints it): every batch-norm statistic and
+  convolution is one op for all sampled paths, with no loop over them (the
+  counts of reductions and convolutions do not grow from 2 paths to 4, and
+  the step has the one-path step's while loops: vmap, neither a Python loop
+  nor a scan over paths; train.path_chunk=1, a scan, fails this), no host
+  callback, the whole state donated; and with the prefix cache an extra
+  path costs only its own block, not the finished blocks again."""
+  import sys
+  from conftest import ROOT
+  sys.path.insert(0, str(ROOT / 'benchmarks'))
+  import step_structure as st
   c = tiny_config()
   c.train.fair = False
-  for k, v in train.items():
-    setattr(c.train, k, v)
-  t = trainer(c, devices=1)
-  state = jax.eval_shape(lambda: t.start_block(t.init_state(0), block))
-  archs = np.concatenate([sample_archs(t, block, s, [1, 0, 1, 0, 0])
-                          for s in range(max(paths))])
-  return [t.step_fn(block).lower(state, batch(t), jax.random.key(0),
-                                 archs[:k], None) for k in paths]
-
-
-def _flops(lowered):
-  cost = lowered.cost_analysis()
-  return (cost[0] if isinstance(cost, (list, tuple)) else cost)['flops']
-
-
-def test_step_program_batches_paths_and_stays_on_device():
-  """The step's structure, which the GPU figures rest on: every batch-norm
-  statistic and convolution is one op for all sampled paths, with no loop
-  over them (the counts of reductions and convolutions do not grow from 2
-  paths to 4, and the step has the one-path step's while loops: vmap,
-  neither a Python loop nor a scan over paths; train.path_chunk=1, a scan,
-  fails this), no host callback, the whole state donated; and with the prefix
-  cache an extra path costs only its own block, not the finished blocks
-  again."""
-  import re
   ops = []
-  for lowered in _lowered_steps(0, paths=(1, 2, 4)):
-    text = lowered.as_text()
-    ops.append([len(re.findall(rf'stablehlo\.{op}\b', text))
-                for op in ('reduce', 'convolution', 'while')])
-    assert 'callback' not in text
+  for lowered in st.lowered_steps(c, 0, paths=(1, 2, 4)):
+    ops.append(st.op_counts(lowered))
+    assert 'callback' not in lowered.as_text()
     donated = [a.donated for a in jax.tree.leaves(lowered.args_info[0][0])]
     assert donated and all(donated)
-  assert ops[1] == ops[2] and ops[0][2] == ops[1][2] and min(ops[1][:2]) > 20
+  assert ops[1] == ops[2] and ops[0]['while'] == ops[1]['while']
+  assert min(ops[1]['reduce'], ops[1]['convolution']) > 20
   # without the cache every path runs the finished blocks again: the extra
   # two paths would cost about what the first two do (measured: 0.98x)
-  two, four = _lowered_steps(2)
-  assert 0 < _flops(four) - _flops(two) < 0.25 * _flops(two)
+  two, four = st.lowered_steps(c, 2)
+  assert 0 < st.flops(four) - st.flops(two) < 0.25 * st.flops(two)

@@ -239,9 +239,10 @@ def _view_fn(cfg):
   if len(jitter) != 4:
     raise ValueError(f'augment.jitter={jitter}: give four strengths '
                      '(brightness, contrast, saturation, hue)')
+  # parsed even when unused, so a mistyped string never passes unnoticed
+  ra_spec = randaugment.RandAugmentSpec.parse(
+      cfg.get('randaug', 'rand-m9-mstd0.5-inc1'))
   if 'randaug' in ops:
-    ra_spec = randaugment.RandAugmentSpec.parse(
-        cfg.get('randaug', 'rand-m9-mstd0.5-inc1'))
     ra_fill = jnp.asarray([min(255, round(255 * m)) for m in cfg.mean],
                           jnp.float32)
 

@@ -19,6 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from bossnax.searchers.ranking import cost_front
+
 
 def default_image_size(space):
   """The input side latency is measured at when the caller gives none:
@@ -36,13 +38,7 @@ def default_image_size(space):
 def front(rows, ms):
   """The rows (arch, score, ...) no other beats on both score and the
   milliseconds `ms[arch]`, fastest first."""
-  out, best = [], -np.inf
-  for r in sorted((r for r in rows if r[0] in ms),
-                  key=lambda r: (ms[r[0]], -r[1])):
-    if r[1] > best:
-      out.append(r)
-      best = r[1]
-  return out
+  return cost_front([r for r in rows if r[0] in ms], lambda r: ms[r[0]])
 
 
 def pareto(rows, ms):

@@ -16,11 +16,12 @@ COST_COLUMNS = {'flops': 2, 'params': 3}  # of a row (arch, score, ...)
 
 
 def cost_front(rows, cost='flops'):
-  """The rows no other row beats on both score and `cost`, cheapest first
+  """The rows no other row beats on both score and `cost` (a column name
+  or a function of the row, e.g. its measured latency), cheapest first
   (one sort: among equal costs only the best score can be on it)."""
-  c = COST_COLUMNS[cost]
+  c = cost if callable(cost) else (lambda r, i=COST_COLUMNS[cost]: r[i])
   front, best = [], -np.inf
-  for r in sorted(rows, key=lambda r: (r[c], -r[1])):
+  for r in sorted(rows, key=lambda r: (c(r), -r[1])):
     if r[1] > best:
       front.append(r)
       best = r[1]
